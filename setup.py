@@ -1,0 +1,33 @@
+"""Installs sparkeras: distributed Keras training on Spark DataFrames."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="sparkeras",
+    version="0.1.0",
+    description="Train and serve Keras 3 models on Spark DataFrames.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["sparkeras", "sparkeras.*"]),
+    install_requires=[
+        "pyspark>=4.0,<5",
+        "keras>=3.3,<4",
+        "tensorflow-cpu>=2.16; platform_machine=='x86_64'",
+        "tensorflow>=2.16; platform_machine!='x86_64'",
+        "pyarrow>=15",
+        "numpy>=1.24",
+        "pandas>=2.0,<3",
+        "scikit-learn>=1.3",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+            "hypothesis>=6.100",
+            "ruff>=0.5",
+        ],
+    },
+    entry_points={"console_scripts": ["sparkeras=sparkeras.cli:main"]},
+)

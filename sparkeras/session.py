@@ -1,0 +1,46 @@
+"""Finds the user's SparkSession or builds an embedded local one."""
+
+import os
+import sys
+
+_EMBEDDED_CONF = {
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.sql.execution.arrow.pyspark.fallback.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.python.worker.reuse": "true",
+}
+
+
+def get_spark(master="local[*]", app_name="sparkeras", conf=None):
+    """Returns the active SparkSession, or builds an embedded local one.
+
+    An existing session is returned as it is: its master and settings are
+    never replaced. Only when no session is active does this build one, on
+    `master`, with Arrow enabled and the Python workers set to run the
+    interpreter that runs the driver (`PYSPARK_PYTHON`).
+
+    Args:
+        master: Spark master URL for a new session, e.g. `"local[2]"`.
+        app_name: Application name shown in the Spark UI.
+        conf: Optional dict of extra Spark settings for a new session.
+
+    Returns:
+        A `pyspark.sql.SparkSession`.
+
+    Example:
+    >>> import sparkeras
+    >>> spark = sparkeras.get_spark("local[2]")
+    >>> spark.range(3).count()
+    3
+    """
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = SparkSession.builder.master(master).appName(app_name)
+    for key, value in {**_EMBEDDED_CONF, **(conf or {})}.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
