@@ -3,9 +3,13 @@
 Example:
 >>> import sparkeras
 >>> spark = sparkeras.get_spark("local[2]")
+>>> sm = sparkeras.SparkModel(model, num_workers=2)
+>>> sm.fit(df, features_col="features", label_col="label", epochs=3)
 """
 
+from sparkeras.options import TrainingConfig
 from sparkeras.session import get_spark
+from sparkeras.spark_model import SparkModel
 
-__all__ = ["get_spark"]
+__all__ = ["SparkModel", "TrainingConfig", "get_spark"]
 __version__ = "0.1.0"

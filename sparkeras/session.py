@@ -40,7 +40,12 @@ def get_spark(master="local[*]", app_name="sparkeras", conf=None):
         return active
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    settings = dict(_EMBEDDED_CONF)
+    if master.startswith("local"):
+        # An embedded session talks to itself only: keep it on loopback.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        settings["spark.driver.host"] = "127.0.0.1"
     builder = SparkSession.builder.master(master).appName(app_name)
-    for key, value in {**_EMBEDDED_CONF, **(conf or {})}.items():
+    for key, value in {**settings, **(conf or {})}.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()

@@ -1,0 +1,72 @@
+"""Driver side of predict and evaluate: plans the jobs, never collects rows.
+
+Driver-side module. The model travels once per call as a broadcast of its
+`.keras` bytes; executors cache it per Python worker.
+"""
+
+import uuid
+
+
+def _plan(model, spec, batch_size, keep_columns, custom_objects):
+    import keras
+
+    from sparkeras.worker.plan import InferencePlan
+
+    return InferencePlan(
+        model_key=f"model-{uuid.uuid4().hex}",
+        data=spec,
+        backend=keras.backend.backend(),
+        batch_size=batch_size,
+        keep_columns=tuple(keep_columns),
+        custom_objects=custom_objects,
+    )
+
+
+def _broadcast(context, model):
+    from sparkeras.worker.model_io import model_to_bytes
+
+    return context.broadcast(model_to_bytes(model))
+
+
+def predict_frame(df, model, spec, output_fields, batch_size, custom_objects):
+    """Returns `df` with the prediction columns appended (lazy DataFrame).
+
+    Args:
+        df: Input DataFrame; all its columns and rows are kept, in order.
+        model: The Keras model to run.
+        spec: `DataSpec` of the model inputs (no targets).
+        output_fields: `StructField`s of the prediction columns.
+        batch_size: Rows per `predict_on_batch` call.
+        custom_objects: Passed to `keras.saving.load_model` on executors.
+    """
+    from pyspark.sql.types import StructType
+
+    from sparkeras.data import projection
+    from sparkeras.worker.infer import make_predict_task
+
+    context = df.sparkSession.sparkContext
+    plan = _plan(model, spec, batch_size, df.columns, custom_objects)
+    task = make_predict_task(plan, _broadcast(context, model), [f.name for f in output_fields])
+    schema = StructType([*df.schema.fields, *output_fields])
+    return df.select("*", *projection(spec)).mapInArrow(task, schema)
+
+
+def evaluate_frame(df, model, spec, batch_size, custom_objects):
+    """Returns the model's metrics on `df`, averaged over partitions by samples."""
+    from sparkeras.data import projection
+    from sparkeras.worker.infer import EVALUATION_DDL, make_evaluate_task
+
+    context = df.sparkSession.sparkContext
+    broadcast = _broadcast(context, model)
+    task = make_evaluate_task(_plan(model, spec, batch_size, (), custom_objects), broadcast)
+    context.setJobDescription("sparkeras evaluate")
+    try:
+        rows = df.select(projection(spec)).mapInArrow(task, EVALUATION_DDL).collect()
+    finally:
+        context.setJobDescription(None)
+        broadcast.destroy()
+    totals, counts = {}, {}
+    for row in rows:
+        totals[row.metric] = totals.get(row.metric, 0.0) + row.value * row.samples
+        counts[row.metric] = counts.get(row.metric, 0) + row.samples
+    return {name: totals[name] / counts[name] for name in totals if counts[name]}

@@ -1,0 +1,117 @@
+"""Checks of the options users pass to SparkModel, before any Spark job runs.
+
+Driver-side module. Each check raises a `ValueError` or `TypeError` that says
+what was wrong, the value received and what to do.
+"""
+
+from dataclasses import dataclass
+
+MODES = ("synchronous", "asynchronous", "hogwild")
+FREQUENCIES = ("epoch", "batch")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Settings of a fit that most users leave alone.
+
+    Attributes:
+        seed: Base seed of the workers' per-epoch shuffling.
+        server_host: Address the parameter server binds to; defaults to the
+            session's `spark.driver.host`.
+        server_port: Port, or an inclusive `(low, high)` range to try, for the
+            parameter server; 0 picks a free port.
+        tls: A `sparkeras.ps.TLSConfig` to encrypt parameter-server traffic.
+
+    Example:
+    >>> SparkModel(model, config=TrainingConfig(server_port=(40000, 40100)))
+    """
+
+    seed: int = 0
+    server_host: str = None
+    server_port: object = 0
+    tls: object = None
+
+
+def check_mode(mode):
+    """Returns `mode` if it is a known training mode."""
+    if mode not in MODES:
+        raise ValueError(
+            f"Unknown training mode. Use one of {', '.join(map(repr, MODES))}. Received: mode={mode!r}"
+        )
+    return mode
+
+
+def steps_per_round(frequency):
+    """Maps `frequency` to steps between exchanges (None: once per epoch).
+
+    Example:
+    >>> steps_per_round("batch"), steps_per_round(10), steps_per_round("epoch")
+    (1, 10, None)
+    """
+    if frequency == "epoch":
+        return None
+    if frequency == "batch":
+        return 1
+    if isinstance(frequency, int) and not isinstance(frequency, bool) and frequency > 0:
+        return frequency
+    raise ValueError(
+        'frequency must be "epoch", "batch" or a positive int number of steps. '
+        f"Received: frequency={frequency!r}"
+    )
+
+
+def check_positive_int(name, value):
+    """Returns `value` if it is an int >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int. Received: {name}={value!r}")
+    return value
+
+
+def check_num_workers(num_workers, slots, task_cpus):
+    """Returns the number of training tasks, at most the cluster's task slots.
+
+    A synchronous fit runs one barrier stage whose tasks must all run at once,
+    so it cannot use more workers than the cluster has slots.
+    """
+    if num_workers is None:
+        return slots
+    check_positive_int("num_workers", num_workers)
+    if num_workers > slots:
+        raise ValueError(
+            f"num_workers={num_workers} is more than the {slots} task slots this Spark "
+            f"session has (executor cores / spark.task.cpus={task_cpus}). Every worker "
+            "must run at the same time: lower num_workers, or give the session more "
+            "cores (e.g. master 'local[N]', spark.executor.instances, spark.executor.cores)."
+            f" Received: num_workers={num_workers}"
+        )
+    return num_workers
+
+
+def check_model(model, compiled=True):
+    """Returns input/output shapes and input dtypes of a built model.
+
+    Args:
+        model: The `keras.Model` to check.
+        compiled: Whether the model must be compiled (training, evaluation).
+    """
+    import keras
+
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"SparkModel needs a keras.Model. Received: model={type(model).__name__}")
+    if compiled and not getattr(model, "compiled", False):
+        raise ValueError(
+            "The model is not compiled. Call model.compile(optimizer=..., loss=..., "
+            f"metrics=[...]) before SparkModel.fit or evaluate. Received: model={model.name!r}"
+        )
+    try:
+        inputs, outputs = model.inputs, model.outputs
+    except (AttributeError, ValueError) as error:
+        raise ValueError(
+            "The model has no defined inputs yet. Start it with keras.Input(shape=...) "
+            f"so its shapes are known before training. Received: model={model.name!r}"
+        ) from error
+    return (
+        [tuple(t.shape) for t in inputs],
+        [tuple(t.shape) for t in outputs],
+        [str(t.dtype) for t in inputs],
+    )

@@ -1,0 +1,196 @@
+"""SparkModel: fit, evaluate and predict a Keras model on Spark DataFrames.
+
+Driver-side module. Every argument is checked here, against the DataFrame's
+schema and the session's settings, before any Spark job starts.
+"""
+
+from sparkeras import options
+from sparkeras.options import TrainingConfig
+
+
+def _slots(spark):
+    context = spark.sparkContext
+    task_cpus = int(context.getConf().get("spark.task.cpus", "1"))
+    return max(1, context.defaultParallelism // task_cpus), task_cpus
+
+
+def _check_frame(name, df):
+    from pyspark.sql import DataFrame
+
+    if not isinstance(df, DataFrame):
+        raise TypeError(
+            f"{name} must be a pyspark.sql.DataFrame; build one with "
+            f"spark.createDataFrame(...). Received: {name}={type(df).__name__}"
+        )
+    return df
+
+
+class SparkModel:
+    """A Keras model that trains and predicts on Spark DataFrames.
+
+    Executors each train a replica on their partition; a parameter server on
+    the driver averages the replicas' weights every `frequency`.
+
+    Args:
+        model: A built (`keras.Input`-first) Keras model; compiled for `fit`
+            and `evaluate`.
+        mode: "synchronous" (default), "asynchronous" or "hogwild".
+        frequency: When workers exchange weights: "epoch", "batch" or an int
+            number of steps.
+        num_workers: Training tasks; defaults to every task slot.
+        config: A `TrainingConfig` for the rarely changed settings.
+        custom_objects: Custom layers/losses needed to rebuild the model.
+
+    Example:
+    >>> sm = SparkModel(model, mode="synchronous", frequency="epoch", num_workers=2)
+    >>> history = sm.fit(train_df, features_col="features", label_col="label", epochs=5)
+    >>> sm.evaluate(test_df)["accuracy"]
+    >>> sm.predict(test_df).select("prediction").show()
+    """
+
+    def __init__(self, model, mode="synchronous", frequency="epoch", num_workers=None,
+                 config=None, custom_objects=None):
+        options.check_model(model, compiled=False)
+        self._model = model
+        self.mode = options.check_mode(mode)
+        self.frequency = frequency
+        self._steps = options.steps_per_round(frequency)
+        self.num_workers = (
+            None if num_workers is None else options.check_positive_int("num_workers", num_workers)
+        )
+        self.config = config or TrainingConfig()
+        self.custom_objects = custom_objects
+        self.training_summary = []
+
+    @property
+    def model(self):
+        """The Keras model on the driver, holding the trained global weights."""
+        return self._model
+
+    def fit(self, df, features_col="features", label_col="label", epochs=1, batch_size=32,
+            validation_data=None, callbacks=None, *, verbose=1):
+        """Trains the model on `df` and returns a Keras `History`.
+
+        Args:
+            df: Training DataFrame.
+            features_col: A column, a list of columns, or a list of column
+                groups (one per model input).
+            label_col: A column, or a list of columns (one per model output).
+            epochs: Passes over the data.
+            batch_size: Samples per step on each worker.
+            validation_data: Optional DataFrame with the same columns; its
+                metrics appear as `val_*` in the history.
+            callbacks: Keras callbacks; they run on the driver with global logs.
+            verbose: 0 silent, 1 or 2 print a line per epoch.
+
+        Returns:
+            A `keras.callbacks.History` with one global value per epoch.
+        """
+        import keras
+
+        from sparkeras.data import projection
+        from sparkeras.training import run_fit
+        from sparkeras.worker.plan import SPLIT_COLUMN
+
+        _check_frame("df", df)
+        options.check_positive_int("epochs", epochs)
+        options.check_positive_int("batch_size", batch_size)
+        spec = self._data_spec(df, features_col, label_col, compiled=True)
+        spark = df.sparkSession
+        num_workers = options.check_num_workers(self.num_workers, *_slots(spark))
+        frame = df.select(projection(spec))
+        if validation_data is not None:
+            self._data_spec(_check_frame("validation_data", validation_data), features_col,
+                            label_col, compiled=True)
+            frame = frame.withColumn(SPLIT_COLUMN, _literal(False)).unionByName(
+                validation_data.select(projection(spec)).withColumn(SPLIT_COLUMN, _literal(True))
+            )
+        if frame.rdd.getNumPartitions() != num_workers or validation_data is not None:
+            frame = frame.repartition(num_workers)
+        history = keras.callbacks.History()
+        callback_list = keras.callbacks.CallbackList(
+            [history, *(callbacks or [])], add_history=False, add_progbar=verbose != 0,
+            model=self._model, verbose=verbose, epochs=epochs,
+        )
+        plan_values = {
+            "mode": self.mode, "epochs": epochs, "batch_size": batch_size, "data": spec,
+            "backend": keras.backend.backend(), "seed": self.config.seed,
+            "custom_objects": self.custom_objects,
+        }
+        server_options = {
+            "host": self.config.server_host or spark.conf.get("spark.driver.host"),
+            "port": self.config.server_port,
+            "tls": self.config.tls,
+        }
+        self.training_summary = run_fit(
+            self._model, frame, plan_values, callback_list, epochs, num_workers, self._steps,
+            server_options,
+        )
+        return history
+
+    def evaluate(self, df, features_col="features", label_col="label", batch_size=256):
+        """Returns the model's loss and metrics on `df` as a dict.
+
+        Each partition is evaluated on its executor; the driver averages the
+        results weighted by sample counts, so the figures are global.
+        """
+        from sparkeras.inference import evaluate_frame
+
+        _check_frame("df", df)
+        options.check_positive_int("batch_size", batch_size)
+        spec = self._data_spec(df, features_col, label_col, compiled=True)
+        return evaluate_frame(df, self._model, spec, batch_size, self.custom_objects)
+
+    def predict(self, df, features_col="features", output_col="prediction", batch_size=1024):
+        """Returns `df` with the model's predictions in `output_col`.
+
+        Every input column and row is kept, in order; nothing is collected to
+        the driver. A model with several outputs gets one column per output,
+        named `{output_col}_{output name}`.
+        """
+        from sparkeras.data import prediction_fields
+        from sparkeras.inference import predict_frame
+
+        _check_frame("df", df)
+        options.check_positive_int("batch_size", batch_size)
+        spec = self._data_spec(df, features_col, None, compiled=False)
+        _, output_shapes, _ = options.check_model(self._model, compiled=False)
+        names = list(getattr(self._model, "output_names", None) or [output_col])
+        fields = prediction_fields(output_shapes, output_col, names)
+        clashes = [f.name for f in fields if f.name in df.columns]
+        if clashes:
+            raise ValueError(
+                f"The DataFrame already has a column named {clashes[0]!r}. Pass another "
+                f"output_col. Received: output_col={output_col!r}"
+            )
+        return predict_frame(df, self._model, spec, fields, batch_size, self.custom_objects)
+
+    def save(self, path):
+        """Saves the driver's model in the `.keras` format."""
+        self._model.save(path)
+
+    @classmethod
+    def load(cls, path, custom_objects=None, **kwargs):
+        """Loads a `.keras` file into a new SparkModel.
+
+        Example:
+        >>> sm = SparkModel.load("m.keras", mode="synchronous")
+        """
+        import keras
+
+        model = keras.saving.load_model(path, custom_objects=custom_objects)
+        return cls(model, custom_objects=custom_objects, **kwargs)
+
+    def _data_spec(self, df, features_col, label_col, compiled):
+        from sparkeras.data import resolve_data_spec
+
+        input_shapes, output_shapes, input_dtypes = options.check_model(self._model, compiled)
+        return resolve_data_spec(
+            df.schema, features_col, label_col, input_shapes, output_shapes, input_dtypes
+        )
+
+
+def _literal(value):
+    from pyspark.sql import functions
+
+    return functions.lit(value)

@@ -1,0 +1,57 @@
+"""The plain values a training or inference task needs, copied from the driver.
+
+Neutral module: built on the driver, read on executors. It holds no Spark or
+Keras objects, only values that pickle small (the model itself travels as a
+Spark broadcast of `.keras` bytes).
+"""
+
+from dataclasses import dataclass, field
+
+SPLIT_COLUMN = "__sparkeras_is_validation"
+
+
+@dataclass(frozen=True)
+class ServerAddress:
+    """Where a task finds the parameter server and how it proves who it is."""
+
+    host: str
+    port: int
+    secret: bytes = field(repr=False)
+    tls: object = None
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """Everything one training task needs besides its partition.
+
+    Attributes:
+        server: Parameter server address and per-fit secret.
+        mode: "synchronous", "asynchronous" or "hogwild".
+        epochs: Total number of epochs of the fit.
+        batch_size: Samples per training step on each worker.
+        data: The `DataSpec` that turns Arrow batches into model arrays.
+        backend: Keras backend the driver uses.
+        seed: Base seed for each worker's per-epoch shuffling.
+        custom_objects: Passed to `keras.saving.load_model`.
+    """
+
+    server: ServerAddress
+    mode: str
+    epochs: int
+    batch_size: int
+    data: object
+    backend: str
+    seed: int = 0
+    custom_objects: dict = None
+
+
+@dataclass(frozen=True)
+class InferencePlan:
+    """Everything one predict or evaluate task needs besides its partition."""
+
+    model_key: str
+    data: object
+    backend: str
+    batch_size: int
+    keep_columns: tuple = ()
+    custom_objects: dict = None

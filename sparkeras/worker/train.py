@@ -1,0 +1,143 @@
+"""The training task: one replica per Spark task, built by a factory.
+
+Executor-side module. `make_train_task` copies plain values into the task
+function; everything executor-only is imported inside it.
+"""
+
+import os
+import socket
+
+import pyarrow as pa
+
+from sparkeras.worker.plan import SPLIT_COLUMN
+
+SUMMARY_SCHEMA = pa.schema(
+    [
+        ("worker", pa.int32()),
+        ("attempt", pa.int32()),
+        ("host", pa.string()),
+        ("pid", pa.int64()),
+        ("parent_pid", pa.int64()),
+        ("samples", pa.int64()),
+        ("validation_samples", pa.int64()),
+        ("epochs_trained", pa.int32()),
+    ]
+)
+SUMMARY_DDL = (
+    "worker int, attempt int, host string, pid long, parent_pid long, "
+    "samples long, validation_samples long, epochs_trained int"
+)
+
+
+def _split(batches):
+    """Splits a partition's Arrow batches into training and validation tables."""
+    import pyarrow.compute as pc
+
+    batches = list(batches)
+    if not batches:
+        return None, None
+    table = pa.Table.from_batches(batches)
+    if SPLIT_COLUMN not in table.column_names:
+        return table, None
+    is_validation = table[SPLIT_COLUMN]
+    return table.filter(pc.invert(is_validation)), table.filter(is_validation)
+
+
+def _run_epochs(plan, replica, exchange, client, worker, validation, start):
+    """Trains from `start["epoch"]` until the last epoch or a global stop."""
+    rounds, steps = start["rounds_per_epoch"], start["steps_per_round"]
+    epoch = start["epoch"]
+    while epoch < plan.epochs:
+        replica.start_epoch(epoch)
+        totals, seen = {}, 0
+        for round_index in range(rounds):
+            means, samples = replica.train_steps(round_index * steps, (round_index + 1) * steps)
+            for name, value in means.items():
+                totals[name] = totals.get(name, 0.0) + value * samples
+            seen += samples
+            exchange.after_round(replica.model, epoch * rounds + round_index, samples)
+        report = {"epoch": epoch, **worker, "samples": seen, "sums": totals}
+        if validation is not None and len(validation[1]):
+            val_logs = replica.evaluate(*validation)
+            report["validation_samples"] = len(validation[1])
+            report["validation_sums"] = {k: v * len(validation[1]) for k, v in val_logs.items()}
+        decision, _ = client.call("epoch_end", report, [])
+        _apply_decision(replica.model, decision)
+        epoch += 1
+        if decision.get("stop"):
+            break
+    return epoch - start["epoch"]
+
+
+def _apply_decision(model, decision):
+    rate = decision.get("learning_rate")
+    if rate is not None:
+        model.optimizer.learning_rate.assign(rate)
+
+
+def make_train_task(plan, model_broadcast):
+    """Builds the function `mapInArrow` runs for each training partition.
+
+    Args:
+        plan: A `TrainPlan` of plain values.
+        model_broadcast: Spark broadcast of the model's `.keras` bytes.
+
+    Returns:
+        A function from an iterator of Arrow record batches (one partition,
+        training and validation rows marked by `SPLIT_COLUMN`) to an iterator
+        yielding one summary batch with `SUMMARY_SCHEMA`.
+
+    Example:
+    >>> task = make_train_task(plan, spark.sparkContext.broadcast(model_bytes))
+    >>> df.mapInArrow(task, SUMMARY_DDL, barrier=True).collect()
+    """
+
+    def train_partition(batches):
+        from pyspark import TaskContext
+
+        from sparkeras.data import DataContentError, batches_to_arrays
+        from sparkeras.ps import ParameterClient
+        from sparkeras.worker.exchange import make_exchange
+        from sparkeras.worker.model_io import model_from_bytes
+        from sparkeras.worker.replica import Replica
+        from sparkeras.worker.runtime import prepare_process
+
+        context = TaskContext.get()
+        prepare_process(plan.backend, context.cpus())
+        worker = {"worker": context.partitionId(), "attempt": context.attemptNumber()}
+        server = plan.server
+        with ParameterClient(server.host, server.port, server.secret, tls=server.tls) as client:
+            try:
+                train_table, validation_table = _split(batches)
+                x, y = batches_to_arrays(train_table if train_table is not None else [], plan.data)
+                validation = (
+                    batches_to_arrays(validation_table, plan.data)
+                    if validation_table is not None
+                    else None
+                )
+            except DataContentError as error:
+                client.call("fail", {**worker, "message": str(error)}, [])
+                raise
+            model = model_from_bytes(model_broadcast.value, plan.custom_objects)
+            replica = Replica(model, x, y, plan.batch_size, seed=plan.seed * 100_003 + worker["worker"])
+            identity = {"host": socket.gethostname(), "pid": os.getpid(),
+                        "parent_pid": os.getppid()}
+            start, weights = client.call(
+                "register",
+                {**worker, **identity, "samples": replica.num_samples,
+                 "batches": replica.num_batches},
+                [],
+            )
+            model.set_weights(weights)
+            _apply_decision(model, start)
+            exchange = make_exchange(plan.mode, client, worker["worker"], worker["attempt"])
+            exchange.start(weights, start["version"])
+            epochs_trained = _run_epochs(plan, replica, exchange, client, worker, validation, start)
+        yield pa.RecordBatch.from_pylist(
+            [{**worker, **identity, "samples": replica.num_samples,
+              "validation_samples": len(validation[1]) if validation else 0,
+              "epochs_trained": epochs_trained}],
+            schema=SUMMARY_SCHEMA,
+        )
+
+    return train_partition
