@@ -189,6 +189,19 @@ class SparkModel:
             df.schema, features_col, label_col, input_shapes, output_shapes, input_dtypes
         )
 
+    def export(self, path):
+        """Writes the driver's model as a TensorFlow SavedModel for TF Serving.
+
+        See `sparkeras.export.export_saved_model`.
+
+        Example:
+        >>> sm.export("/models/digits/1")
+        >>> tf.saved_model.load("/models/digits/1").serve(x)
+        """
+        from sparkeras.export import export_saved_model
+
+        return export_saved_model(self._model, path)
+
 
 def _literal(value):
     from pyspark.sql import functions
