@@ -11,5 +11,16 @@ from sparkeras.options import TrainingConfig
 from sparkeras.session import get_spark
 from sparkeras.spark_model import SparkModel
 
-__all__ = ["SparkModel", "TrainingConfig", "get_spark"]
+__all__ = ["KerasEstimator", "KerasTransformer", "SparkModel", "TrainingConfig", "get_spark"]
 __version__ = "0.1.0"
+
+_ML_NAMES = ("KerasEstimator", "KerasTransformer")
+
+
+def __getattr__(name):
+    # The Spark ML stages import pyspark.ml: load them on first use only.
+    if name in _ML_NAMES:
+        from sparkeras import ml
+
+        return getattr(ml, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

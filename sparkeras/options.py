@@ -21,6 +21,8 @@ class TrainingConfig:
         server_port: Port, or an inclusive `(low, high)` range to try, for the
             parameter server; 0 picks a free port.
         tls: A `sparkeras.ps.TLSConfig` to encrypt parameter-server traffic.
+        max_attempts: Launches of the training job before a fit gives up; a
+            failed launch is relaunched and resumes from the server's state.
 
     Example:
     >>> SparkModel(model, config=TrainingConfig(server_port=(40000, 40100)))
@@ -30,6 +32,7 @@ class TrainingConfig:
     server_host: str = None
     server_port: object = 0
     tls: object = None
+    max_attempts: int = 3
 
 
 def check_mode(mode):

@@ -61,6 +61,7 @@ class SparkModel:
         self.config = config or TrainingConfig()
         self.custom_objects = custom_objects
         self.training_summary = []
+        self.workers = {}
 
     @property
     def model(self):
@@ -68,7 +69,8 @@ class SparkModel:
         return self._model
 
     def fit(self, df, features_col="features", label_col="label", epochs=1, batch_size=32,
-            validation_data=None, callbacks=None, *, verbose=1):
+            validation_data=None, callbacks=None, *, verbose=1, checkpoint_dir=None,
+            resume=False):
         """Trains the model on `df` and returns a Keras `History`.
 
         Args:
@@ -82,6 +84,10 @@ class SparkModel:
                 metrics appear as `val_*` in the history.
             callbacks: Keras callbacks; they run on the driver with global logs.
             verbose: 0 silent, 1 or 2 print a line per epoch.
+            checkpoint_dir: Local path or `pyarrow.fs` URI where the global
+                state is written (atomically) after every epoch.
+            resume: Continue from the checkpoint in `checkpoint_dir`, for the
+                remaining epochs of `epochs` in total.
 
         Returns:
             A `keras.callbacks.History` with one global value per epoch.
@@ -89,7 +95,7 @@ class SparkModel:
         import keras
 
         from sparkeras.data import projection
-        from sparkeras.training import run_fit
+        from sparkeras.training import FitRun, run_fit
         from sparkeras.worker.plan import SPLIT_COLUMN
 
         _check_frame("df", df)
@@ -107,25 +113,28 @@ class SparkModel:
             )
         if frame.rdd.getNumPartitions() != num_workers or validation_data is not None:
             frame = frame.repartition(num_workers)
+        resume_state = _resume_state(checkpoint_dir, resume, epochs)
         history = keras.callbacks.History()
         callback_list = keras.callbacks.CallbackList(
             [history, *(callbacks or [])], add_history=False, add_progbar=verbose != 0,
             model=self._model, verbose=verbose, epochs=epochs,
         )
-        plan_values = {
-            "mode": self.mode, "epochs": epochs, "batch_size": batch_size, "data": spec,
-            "backend": keras.backend.backend(), "seed": self.config.seed,
-            "custom_objects": self.custom_objects,
-        }
-        server_options = {
-            "host": self.config.server_host or spark.conf.get("spark.driver.host"),
-            "port": self.config.server_port,
-            "tls": self.config.tls,
-        }
-        self.training_summary = run_fit(
-            self._model, frame, plan_values, callback_list, epochs, num_workers, self._steps,
-            server_options,
+        run = FitRun(
+            plan_values={
+                "mode": self.mode, "epochs": epochs, "batch_size": batch_size, "data": spec,
+                "backend": keras.backend.backend(), "seed": self.config.seed,
+                "custom_objects": self.custom_objects,
+            },
+            epochs=epochs, num_workers=num_workers, steps=self._steps,
+            server={
+                "host": self.config.server_host or spark.conf.get("spark.driver.host"),
+                "port": self.config.server_port, "tls": self.config.tls,
+            },
+            max_attempts=options.check_positive_int("max_attempts", self.config.max_attempts),
+            checkpoint_dir=checkpoint_dir, resume_state=resume_state, workers=self.workers,
         )
+        self.workers.clear()
+        self.training_summary = run_fit(self._model, frame, callback_list, history, run)
         return history
 
     def evaluate(self, df, features_col="features", label_col="label", batch_size=256):
@@ -201,6 +210,26 @@ class SparkModel:
         from sparkeras.export import export_saved_model
 
         return export_saved_model(self._model, path)
+
+
+def _resume_state(checkpoint_dir, resume, epochs):
+    """The checkpoint to continue from, or None; checked before any job."""
+    from sparkeras.checkpoint import load_checkpoint
+
+    if not resume:
+        return None
+    if checkpoint_dir is None:
+        raise ValueError(
+            "resume=True needs the checkpoint_dir of the fit to continue. "
+            "Received: checkpoint_dir=None"
+        )
+    state = load_checkpoint(checkpoint_dir)
+    if state["epochs_done"] >= epochs:
+        raise ValueError(
+            f"The checkpoint in {checkpoint_dir!r} already has {state['epochs_done']} epochs; "
+            f"pass a larger epochs to train more. Received: epochs={epochs}"
+        )
+    return state
 
 
 def _literal(value):

@@ -3,15 +3,45 @@
 Driver-side module. The Spark job runs in a background thread while the
 driver's main thread turns the parameter server's epoch-end events into Keras
 callback calls, so `EarlyStopping`, `History` and friends see global logs and
-their decisions reach every worker.
+their decisions reach every worker. A failed training job is relaunched (up
+to `max_attempts` launches) and resumes from the coordinator's state.
 """
 
 import logging
 import secrets
 import threading
 import uuid
+from dataclasses import dataclass
 
 logger = logging.getLogger("sparkeras")
+
+
+@dataclass
+class FitRun:
+    """What `run_fit` needs besides the model, the data and the callbacks.
+
+    Attributes:
+        plan_values: Keyword values for `TrainPlan` other than `server`.
+        epochs: Total epochs of the fit (resumed ones included).
+        num_workers: Number of barrier tasks.
+        steps: Steps per exchange round, None for once per epoch.
+        server: dict with the parameter server's `host`, `port` and `tls`.
+        max_attempts: Launches of the training job before giving up.
+        checkpoint_dir: Where to write the state after each epoch, or None.
+        resume_state: A loaded checkpoint to continue from, or None.
+        workers: dict the coordinator fills, live, with each registered
+            worker's identity (host, pid, launch).
+    """
+
+    plan_values: dict
+    epochs: int
+    num_workers: int
+    steps: int
+    server: dict
+    max_attempts: int
+    checkpoint_dir: str = None
+    resume_state: dict = None
+    workers: dict = None
 
 
 def _learning_rate(model):
@@ -26,9 +56,9 @@ def _learning_rate(model):
 
 
 class _TrainingJob(threading.Thread):
-    """Runs the barrier training job and reports its end to the coordinator."""
+    """Runs (and relaunches) the barrier training job; reports its end."""
 
-    def __init__(self, frame, task, schema, group, description, coordinator):
+    def __init__(self, frame, task, schema, group, description, coordinator, max_attempts):
         super().__init__(name="sparkeras-training-job", daemon=True)
         self._frame = frame
         self._task = task
@@ -36,6 +66,8 @@ class _TrainingJob(threading.Thread):
         self._group = group
         self._description = description
         self._coordinator = coordinator
+        self._max_attempts = max_attempts
+        self.stop_requested = False
         self.summary = None
         self.error = None
 
@@ -43,49 +75,76 @@ class _TrainingJob(threading.Thread):
         context = self._frame.sparkSession.sparkContext
         context.setJobGroup(self._group, self._description, interruptOnCancel=True)
         try:
-            rows = self._frame.mapInArrow(self._task, self._schema, barrier=True).collect()
-            self.summary = sorted((row.asDict() for row in rows), key=lambda r: r["worker"])
+            self.summary = self._launch_until_done()
         except BaseException as error:  # reported to the main thread
             self.error = error
             self._coordinator.abort("The sparkeras training job failed.")
         finally:
             self._coordinator.events.put(("job_done", None, {}, None))
 
+    def _launch_until_done(self):
+        launch = 0
+        while True:
+            launch += 1
+            try:
+                rows = self._frame.mapInArrow(self._task, self._schema, barrier=True).collect()
+                return sorted((row.asDict() for row in rows), key=lambda r: r["worker"])
+            except Exception as error:
+                if self._coordinator.failure is not None or self.stop_requested:
+                    raise
+                if launch == self._max_attempts:
+                    raise RuntimeError(
+                        f"The sparkeras training job failed {launch} time(s); giving up. "
+                        f"Last error: {_first_line(error)}. Fix the cause, or allow more "
+                        "launches with TrainingConfig(max_attempts=...). "
+                        f"Received: max_attempts={self._max_attempts}"
+                    ) from error
+                epoch, round_in_epoch = self._coordinator.relaunch()
+                logger.warning(
+                    "Training job failed (launch %d of at most %d): %s. Relaunching; resuming "
+                    "at epoch %d, round %d from the parameter server's state.",
+                    launch, self._max_attempts, _first_line(error), epoch + 1, round_in_epoch,
+                )
 
-def run_fit(model, frame, plan_values, callbacks, epochs, num_workers, steps, server_options):
-    """Trains `model` on the prepared `frame` and returns `(summary, history)`.
+
+def _first_line(error):
+    text = str(error).strip().splitlines()
+    return text[0][:300] if text else type(error).__name__
+
+
+def run_fit(model, frame, callbacks, history, run):
+    """Trains `model` on the prepared `frame`; returns the per-worker summary.
 
     Args:
-        model: The driver's compiled Keras model; it ends with the global weights.
+        model: The driver's compiled Keras model; it ends with the global
+            weights and optimizer state.
         frame: DataFrame with the projected columns, one partition per worker.
-        plan_values: Keyword values for `TrainPlan` other than `server`.
         callbacks: A `keras.callbacks.CallbackList` bound to `model`.
-        epochs: Number of epochs.
-        num_workers: Number of barrier tasks.
-        steps: Steps per exchange round, None for once per epoch.
-        server_options: dict with `host`, `port` and `tls` for the server.
+        history: The `keras.callbacks.History` inside `callbacks`.
+        run: A `FitRun`.
     """
     from sparkeras.data import DataContentError
     from sparkeras.ps import ParameterServer
     from sparkeras.ps.coordinator import TrainingCoordinator
     from sparkeras.worker.model_io import model_to_bytes
+    from sparkeras.worker.optimizer_state import restore_optimizer
     from sparkeras.worker.plan import ServerAddress, TrainPlan
     from sparkeras.worker.train import SUMMARY_DDL, make_train_task
 
     context = frame.sparkSession.sparkContext
+    start_epoch = _resume(model, history, run.resume_state)
     coordinator = TrainingCoordinator(
-        num_workers, model.get_weights(), plan_values["mode"], steps, _learning_rate(model)
+        run.num_workers, model.get_weights(), run.plan_values["mode"], run.steps,
+        _learning_rate(model), start_epoch=start_epoch,
+        optimizer_state=(run.resume_state or {}).get("optimizer_state"),
     )
+    if run.workers is not None:
+        coordinator.workers = run.workers
     secret = secrets.token_bytes(32)
-    weight_bytes = sum(w.nbytes for w in model.get_weights())
     server = ParameterServer(
-        coordinator.handle,
-        host=server_options["host"],
-        secret=secret,
-        port=server_options["port"],
-        tls=server_options["tls"],
-        max_message_bytes=weight_bytes + (1 << 20),
-        max_connections=max(64, 4 * num_workers),
+        coordinator.handle, host=run.server["host"], secret=secret, port=run.server["port"],
+        tls=run.server["tls"], max_message_bytes=_max_message_bytes(model),
+        max_connections=max(64, 4 * run.num_workers),
     )
     broadcast = context.broadcast(model_to_bytes(model))
     group = f"sparkeras-fit-{uuid.uuid4().hex[:12]}"
@@ -93,25 +152,28 @@ def run_fit(model, frame, plan_values, callbacks, epochs, num_workers, steps, se
     try:
         server.start()
         host, port = server.address
-        plan = TrainPlan(server=ServerAddress(host, port, secret, server_options["tls"]),
-                         **plan_values)
-        description = f"sparkeras fit: {epochs} epochs on {num_workers} workers"
+        plan = TrainPlan(server=ServerAddress(host, port, secret, run.server["tls"]),
+                         **run.plan_values)
+        description = f"sparkeras fit: {run.epochs} epochs on {run.num_workers} workers"
         job = _TrainingJob(frame, make_train_task(plan, broadcast), SUMMARY_DDL, group,
-                           description, coordinator)
+                           description, coordinator, run.max_attempts)
         model.stop_training = False
         callbacks.on_train_begin()
-        callbacks.on_epoch_begin(0)
+        callbacks.on_epoch_begin(start_epoch)
         job.start()
-        _follow_epochs(model, callbacks, coordinator, epochs)
+        _follow_epochs(model, callbacks, coordinator, history, run)
         job.join()
         if job.error is not None:
             if coordinator.failure is not None:
                 raise DataContentError(coordinator.failure) from None
             raise job.error
         model.set_weights(coordinator.global_weights)
+        restore_optimizer(model, coordinator.optimizer_state)
         callbacks.on_train_end()
         return job.summary
     except BaseException:
+        if job is not None:
+            job.stop_requested = True
         coordinator.abort("The driver stopped the fit.")
         context.cancelJobGroup(group)
         raise
@@ -122,8 +184,33 @@ def run_fit(model, frame, plan_values, callbacks, epochs, num_workers, steps, se
         broadcast.destroy()
 
 
-def _follow_epochs(model, callbacks, coordinator, epochs):
+def _max_message_bytes(model):
+    """Largest request: a push of weights, or optimizer state at an epoch end."""
+    from sparkeras.worker.optimizer_state import optimizer_arrays
+
+    weights = sum(w.nbytes for w in model.get_weights())
+    optimizer = sum(a.nbytes for a in optimizer_arrays(model))
+    # Optimizers not built yet (Adam, say) keep up to 3 values per weight.
+    return max(weights, optimizer, 3 * weights) + (1 << 20)
+
+
+def _resume(model, history, state):
+    """Loads a checkpoint's state into `model` and `history`; returns its epoch."""
+    from sparkeras.worker.optimizer_state import restore_optimizer
+
+    if state is None:
+        return 0
+    model.set_weights(state["weights"])
+    restore_optimizer(model, state["optimizer_state"])
+    history.history = {key: list(values) for key, values in state["history"].items()}
+    logger.warning("Resuming the fit after epoch %d from its checkpoint.", state["epochs_done"])
+    return state["epochs_done"]
+
+
+def _follow_epochs(model, callbacks, coordinator, history, run):
     """Runs callbacks for each global epoch end until the job reports done."""
+    from sparkeras.checkpoint import save_checkpoint
+
     while True:
         kind, epoch, logs, weights = coordinator.events.get()
         if kind == "job_done":
@@ -132,8 +219,11 @@ def _follow_epochs(model, callbacks, coordinator, epochs):
             continue
         model.set_weights(weights)
         callbacks.on_epoch_end(epoch, logs)
-        stop = bool(model.stop_training) or epoch + 1 >= epochs
+        if run.checkpoint_dir is not None:
+            save_checkpoint(run.checkpoint_dir, epoch + 1, weights, coordinator.optimizer_state,
+                            history.history)
+        stop = bool(model.stop_training) or epoch + 1 >= run.epochs
         if not stop:
             callbacks.on_epoch_begin(epoch + 1)
-        logger.info("epoch %d/%d: %s", epoch + 1, epochs, logs)
+        logger.info("epoch %d/%d: %s", epoch + 1, run.epochs, logs)
         coordinator.decide(stop, _learning_rate(model))

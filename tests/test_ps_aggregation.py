@@ -323,3 +323,10 @@ def test_store_errors_reach_the_client_as_remote_errors():
                 True,
                 "applied",
             ]
+
+
+def test_weighted_average_of_non_contiguous_tensors():
+    first = np.arange(6.0).reshape(2, 3).T  # Fortran order
+    second = np.asfortranarray(np.ones((3, 2)))
+    (result,) = weighted_average({0: ([first], 1), 1: ([second], 1)})
+    assert np.array_equal(result, (first + 1) / 2)

@@ -29,6 +29,8 @@ def echo(op, header, tensors):
         raise ValueError(f"round {header['round']} is not open")
     if op == "bad_reply":
         return {"x": 1}
+    if op == "bad_tensors":
+        return {}, None
     return {"op": op, **header}, tensors
 
 
@@ -80,6 +82,8 @@ def test_handler_errors_become_remote_errors_and_the_connection_stays(server, ca
         assert caught.value.remote_type == "ValueError"
         with pytest.raises(RemoteError, match="must return a \\(header dict"):
             client.call("bad_reply")
+        with pytest.raises(RemoteError, match="list or tuple of numpy arrays"):
+            client.call("bad_tensors")
         assert client.call("sync", {"after": True})[0]["after"] is True
         assert client._channel.sock is sock
     assert "round 7 is not open" in caplog.text
@@ -213,6 +217,8 @@ def test_encoding_errors_leave_the_connection_usable(server):
         client.call("sync")
         with pytest.raises(CodecError, match="dtype"):
             client.call("sync", {}, [np.array(["text"])])
+        with pytest.raises(CodecError, match="list or tuple"):
+            client.call("sync", {}, np.ones(3))
         assert client.call("sync", {"ok": 1})[0]["ok"] == 1
 
 
@@ -240,14 +246,16 @@ def test_unreachable_server_names_the_fix():
 # TLS ---------------------------------------------------------------------------
 
 
-def test_tls_round_trip(tls_config):
+def test_tls_round_trip_and_idle_reconnect(tls_config):
     weights = [np.arange(100_000, dtype=np.float32)]
-    with ParameterServer(echo, secret=SECRET, tls=tls_config) as server:
+    with ParameterServer(echo, secret=SECRET, tls=tls_config, idle_timeout_s=0.3) as server:
         with ParameterClient(*server.address, SECRET, tls=tls_config) as client:
             for _ in range(2):
                 _, received = client.call("sync", {}, weights)
                 assert received[0].tobytes() == weights[0].tobytes()
-        assert sum(server.refusals.values()) == 0
+            assert wait_for(lambda: server.refusals["idle_timeout"] == 1, timeout_s=3)
+            assert client.call("sync", {"again": 1})[0]["again"] == 1
+        assert set(server.refusals) == {"idle_timeout"}
 
 
 def test_tls_server_refuses_a_plain_client(tls_config):
@@ -276,3 +284,12 @@ def test_tls_config_errors_name_the_files(tmp_path):
         TLSConfig("/nope.pem", "/nope.key").server_context()
     with pytest.raises(ValueError, match="cafile='/nope-ca.pem'"):
         TLSConfig("/nope.pem", "/nope.key", cafile="/nope-ca.pem").client_context()
+
+
+def test_oversized_request_is_refused_and_the_client_can_go_on():
+    with ParameterServer(echo, secret=SECRET, max_message_bytes=1 << 20) as server:
+        with ParameterClient(*server.address, SECRET, timeout_s=5) as client:
+            with pytest.raises(ConnectionError, match="oversized or malformed"):
+                client.call("sync", {}, [np.zeros(1 << 19, np.float32)])  # 2 MiB
+            assert wait_for(lambda: server.refusals["oversized"] == 1)
+            assert client.call("sync", {"small": 1}, [np.zeros(10)])[0]["small"] == 1

@@ -50,7 +50,7 @@ def weighted_average(contributions):
             "Every contribution has weight 0, so there is no average; keep the previous "
             f"weights. Received: workers {sorted(contributions)} with weight 0."
         )
-    (first_worker, (reference, _)), *_ = weighted.items()
+    first_worker, (reference, _) = next(iter(weighted.items()))
     for worker, (tensors, _) in weighted.items():
         _check_same_structure(reference, tensors, f"worker {first_worker}", f"worker {worker}")
     total = float(sum(weight for _, weight in weighted.values()))
@@ -65,7 +65,7 @@ def weighted_average(contributions):
 def _mean_of(index, parts):
     """The weighted mean of tensor `index`, a chunk at a time."""
     first = parts[0][0][index]
-    result = np.empty_like(first)
+    result = np.empty(first.shape, first.dtype)
     sources = [(tensors[index].reshape(-1), np.float64(share)) for tensors, share in parts]
     flat_result = result.reshape(-1)
     total = np.empty(min(_CHUNK_ELEMENTS, first.size), dtype=np.float64)
@@ -200,8 +200,13 @@ class RoundBarrier:
             self._condition.notify_all()
 
     def discard_open_round(self):
-        """Drops the open round's contributions (a failed attempt's); their
-        waiters raise RuntimeError. No effect once the round is reducing.
+        """Drops the open round's contributions, as a failed attempt left them.
+
+        Their waiters raise RuntimeError and the round starts over empty. No
+        effect once the round is reducing.
+
+        Example:
+        >>> barrier.discard_open_round()  # before relaunching the training job
         """
         with self._condition:
             stale = self._open

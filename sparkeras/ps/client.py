@@ -81,7 +81,7 @@ class ParameterClient:
         Args:
             op: Operation name, 1 to 64 printable ASCII characters.
             header: Dict of small JSON-able values (None for `{}`).
-            tensors: Sequence of numpy arrays; sent without copies when
+            tensors: List or tuple of numpy arrays; sent without copies when
                 C-contiguous.
 
         Returns:
@@ -154,7 +154,7 @@ class ParameterClient:
                 f"No answer from {where} for {waiting_for} within {setting}={timeout_s} s. Raise "
                 f"{setting} if the server legitimately takes longer (waiting for slow workers)."
             ) from error
-        if isinstance(error, ssl.SSLError):
+        if isinstance(error, ssl.SSLCertVerificationError):
             raise ConnectionError(
                 f"TLS with {where} failed: {error}. Check that TLSConfig.cafile holds the CA (or "
                 "the self-signed certificate) of the server's certificate, and that the "

@@ -198,7 +198,7 @@ def encode_request(seq, key, op, header, tensors):
         key: The connection's session key.
         op: Operation name: 1 to 64 printable ASCII characters.
         header: JSON-able dict of small values (numpy scalars are converted).
-        tensors: Sequence of numpy arrays (or values `np.asarray` accepts).
+        tensors: List or tuple of numpy arrays (or values `np.asarray` accepts).
 
     Returns:
         A list of bytes-like objects; the tensors' own memory, not copies.
@@ -348,6 +348,11 @@ def _plain_scalar(value):
 
 def _describe(tensors):
     """Descriptors, payload segments and payload length of `tensors`."""
+    if not isinstance(tensors, (list, tuple)):
+        raise CodecError(
+            "unsupported",
+            f"Tensors must be a list or tuple of numpy arrays. Received: {type(tensors).__name__}.",
+        )
     descriptors, segments, payload_len = [], [], 0
     for index, tensor in enumerate(tensors):
         array = np.asarray(tensor)

@@ -2,16 +2,23 @@
 
 Driver-side module. The `ParameterServer` calls `TrainingCoordinator.handle`
 from one thread per worker connection; the coordinator turns the requests
-into global state (weights, rounds, per-epoch logs) and hands epoch ends to
-the driver's main thread, which runs the Keras callbacks and decides whether
-training goes on.
+into global state (weights, optimizer state, completed rounds, per-epoch
+sums) and hands each epoch end to the driver's main thread, which runs the
+Keras callbacks and decides whether training goes on.
+
+The coordinator is the source of truth across task failures: when the driver
+relaunches the training job (`relaunch`), contributions of the failed attempt
+are dropped and the new workers resume after the last completed round.
 """
 
+import logging
 import math
 import queue
 import threading
 
 from sparkeras.ps.aggregation import AsyncStore, RoundBarrier, weighted_average
+
+logger = logging.getLogger(__name__)
 
 
 class TrainingCoordinator:
@@ -19,33 +26,40 @@ class TrainingCoordinator:
 
     Args:
         num_workers: Number of training tasks taking part.
-        initial_weights: The model's weights at the start of the fit.
+        initial_weights: The weights the fit starts (or resumes) from.
         mode: "synchronous", "asynchronous" or "hogwild".
         steps_per_round: Steps between exchanges; None means once per epoch.
         learning_rate: The optimizer's learning rate to hand to workers, or
             None to leave theirs alone.
+        start_epoch: First epoch to train (a resumed fit's next epoch).
+        optimizer_state: Optimizer variables to resume from, or None.
 
     Example:
-    >>> coordinator = TrainingCoordinator(2, model.get_weights(), mode="synchronous")
+    >>> coordinator = TrainingCoordinator(2, model.get_weights(), "synchronous")
     >>> server = ParameterServer(coordinator.handle, host="127.0.0.1", secret=secret)
     >>> kind, epoch, logs, weights = coordinator.events.get()
     """
 
     def __init__(self, num_workers, initial_weights, mode, steps_per_round=None,
-                 learning_rate=None):
+                 learning_rate=None, start_epoch=0, optimizer_state=None):
         self.num_workers = num_workers
         self.mode = mode
         self.events = queue.Queue()
         self.workers = {}
         self.failure = None
+        self.launch = 0
+        self.optimizer_state = optimizer_state
         self._steps_per_round = steps_per_round
         self._learning_rate = learning_rate
+        self._start_epoch = start_epoch
+        self._rounds_per_epoch = None
         self._weights = [w.copy() for w in initial_weights]
+        self._epoch_sums = {}
         self._lock = threading.Lock()
         self._decisions = queue.Queue()
         self._registration = RoundBarrier(num_workers, self._agree_on_rounds)
-        self._rounds = RoundBarrier(num_workers, self._average)
-        self._epochs = RoundBarrier(num_workers, self._end_epoch)
+        self._rounds = None
+        self._epochs = RoundBarrier(num_workers, self._end_epoch, start_round=start_epoch)
         self._store = (
             AsyncStore(initial_weights, lock=(mode == "asynchronous"))
             if mode != "synchronous"
@@ -69,43 +83,83 @@ class TrainingCoordinator:
         return handler(header, tensors)
 
     def _register(self, header, tensors):
-        self.workers[header["worker"]] = dict(header)
+        self.workers[header["worker"]] = dict(header, launch=self.launch)
         plan = self._registration.contribute(0, header["worker"], header["batches"])
-        reply = {**plan, "epoch": 0, "version": 0, "learning_rate": self._learning_rate}
-        return reply, self.global_weights
+        epoch, round_in_epoch = self._resume_point()
+        optimizer_state = self.optimizer_state or []
+        reply = {**plan, "epoch": epoch, "round": round_in_epoch, "launch": self.launch,
+                 "version": self._store.version if self._store else 0,
+                 "learning_rate": self._learning_rate,
+                 "optimizer_tensors": len(optimizer_state)}
+        return reply, self.global_weights + list(optimizer_state)
 
     def _agree_on_rounds(self, batches_by_worker):
-        most = max(max(batches_by_worker.values()), 1)
-        steps = most if self._steps_per_round is None else self._steps_per_round
-        return {"rounds_per_epoch": math.ceil(most / steps), "steps_per_round": steps}
+        if self._rounds_per_epoch is None:
+            most = max(max(batches_by_worker.values()), 1)
+            steps = most if self._steps_per_round is None else self._steps_per_round
+            self._steps_per_round = steps
+            self._rounds_per_epoch = math.ceil(most / steps)
+            self._rounds = RoundBarrier(self.num_workers, self._average,
+                                        start_round=self._start_epoch * self._rounds_per_epoch)
+        return {"rounds_per_epoch": self._rounds_per_epoch, "steps_per_round": self._steps_per_round}
+
+    def _resume_point(self):
+        """The (epoch, round within it) a newly launched worker starts from."""
+        done_epoch = self._epochs.last_completed_round
+        epoch = self._start_epoch if done_epoch is None else done_epoch + 1
+        if self._store is not None:
+            return epoch, 0
+        done_round = self._rounds.last_completed_round
+        next_round = epoch * self._rounds_per_epoch if done_round is None else done_round + 1
+        return epoch, max(0, next_round - epoch * self._rounds_per_epoch)
 
     def _sync(self, header, tensors):
-        weights = self._rounds.contribute(
-            header["round"], header["worker"], (tensors, header["samples"])
-        )
+        value = (header["round"], tensors, header["samples"], header.get("sums", {}))
+        weights = self._rounds.contribute(header["round"], header["worker"], value)
         return {"round": header["round"]}, weights
 
     def _average(self, contributions):
-        if sum(samples for _, samples in contributions.values()) > 0:
-            with self._lock:
-                self._weights = weighted_average(contributions)
-        return self.global_weights
+        weighted = {worker: (tensors, samples)
+                    for worker, (_, tensors, samples, _) in contributions.items()}
+        with self._lock:
+            if sum(samples for _, samples in weighted.values()) > 0:
+                self._weights = weighted_average(weighted)
+            for round_id, _, samples, sums in contributions.values():
+                self._add_sums(round_id // self._rounds_per_epoch, samples, sums)
+            return [w.copy() for w in self._weights]
 
     def _push(self, header, tensors):
-        push_id = (header["worker"], header["attempt"], header["round"])
+        push_id = (header["worker"], header["launch"], header["round"])
         version, applied, reason = self._store.push(
             tensors, base_version=header["base_version"], push_id=push_id
         )
+        if reason != "duplicate":
+            with self._lock:
+                self._add_sums(header["round"] // self._rounds_per_epoch, header["samples"],
+                               header.get("sums", {}))
         version, weights = self._store.pull()
         return {"version": version, "applied": applied, "reason": reason}, weights
 
+    def _add_sums(self, epoch, samples, sums):
+        totals = self._epoch_sums.setdefault(epoch, {"samples": 0, "sums": {}})
+        totals["samples"] += samples
+        for name, value in sums.items():
+            totals["sums"][name] = totals["sums"].get(name, 0.0) + value
+
     def _epoch_end(self, header, tensors):
-        return self._epochs.contribute(header["epoch"], header["worker"], header), []
+        return self._epochs.contribute(header["epoch"], header["worker"], (header, tensors)), []
 
     def _end_epoch(self, reports):
-        epoch = next(iter(reports.values()))["epoch"]
-        logs = _global_logs(reports.values(), "samples", "sums", "")
-        logs.update(_global_logs(reports.values(), "validation_samples", "validation_sums", "val_"))
+        headers = [header for header, _ in reports.values()]
+        epoch = headers[0]["epoch"]
+        with self._lock:
+            totals = self._epoch_sums.pop(epoch, {"samples": 0, "sums": {}})
+        logs = _global_logs([totals], "samples", "sums", "")
+        logs.update(_global_logs(headers, "validation_samples", "validation_sums", "val_"))
+        state = {worker: (tensors, max(header["samples"], 1))
+                 for worker, (header, tensors) in reports.items() if tensors}
+        if state:
+            self.optimizer_state = weighted_average(state)
         self.events.put(("epoch_end", epoch, logs, self.global_weights))
         decision = self._decisions.get()
         if isinstance(decision, BaseException):
@@ -130,18 +184,42 @@ class TrainingCoordinator:
         """Answers the pending epoch end: stop or go on, and the next rate."""
         self._decisions.put({"stop": bool(stop), "learning_rate": learning_rate})
 
+    def relaunch(self):
+        """Prepares for a new launch of the training job after a failed one.
+
+        Drops what the failed attempt contributed to rounds that did not
+        complete; the new workers register again and resume after the last
+        completed round (synchronous) or at the start of the unfinished
+        epoch (asynchronous, whose pushes are idempotent per launch).
+
+        Returns:
+            (epoch, round within it) the new launch resumes from.
+        """
+        self.launch += 1
+        self._registration.abort("A newer launch of the training job replaced this one.")
+        self._registration = RoundBarrier(self.num_workers, self._agree_on_rounds)
+        self._epochs.discard_open_round()
+        if self._rounds is not None:
+            self._rounds.discard_open_round()
+        epoch, round_in_epoch = self._resume_point() if self._rounds_per_epoch else (0, 0)
+        if self._store is not None:
+            with self._lock:
+                self._epoch_sums.pop(epoch, None)
+        return epoch, round_in_epoch
+
     def abort(self, reason, failure=None):
         """Wakes every waiting worker with an error; the fit is over."""
         if failure is not None and self.failure is None:
             self.failure = failure
         for barrier in (self._registration, self._rounds, self._epochs):
-            barrier.abort(reason)
+            if barrier is not None:
+                barrier.abort(reason)
         self._decisions.put(RuntimeError(reason))
         self.events.put(("aborted", None, {"reason": reason}, None))
 
 
 def _global_logs(reports, count_key, sums_key, prefix):
-    """Sample-weighted means of the workers' per-epoch sums."""
+    """Sample-weighted means of the per-epoch sums in `reports`."""
     total = sum(report.get(count_key, 0) for report in reports)
     if total == 0:
         return {}

@@ -188,7 +188,8 @@ class ParameterServer:
             _shut(sock)
         deadline = time.monotonic() + _STOP_JOIN_S
         for thread in [self._accept_thread] + [thread for _, thread in connections]:
-            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread is not threading.current_thread():  # stop() called by a handler
+                thread.join(max(0.0, deadline - time.monotonic()))
         self._refusal_log.flush()
         logger.info("Parameter server on %s:%d stopped.", *self._address)
 
@@ -239,6 +240,8 @@ class ParameterServer:
             )
         except OSError as error:
             logger.debug("Parameter-server connection from %s ended: %s", peer, error)
+        except Exception:
+            logger.exception("Parameter-server connection from %s failed; closing it.", peer)
         finally:
             with self._lock:
                 current, _ = self._connections.pop(sock)

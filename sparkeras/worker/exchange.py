@@ -10,21 +10,21 @@ get the latest global weights back at once.
 class SynchronousExchange:
     """Replaces the local weights by the global average after every round."""
 
-    def __init__(self, client, worker_id, attempt):
+    def __init__(self, client, worker_id, launch):
         self._client = client
         self._worker_id = worker_id
-        self._attempt = attempt
+        self._launch = launch
 
     def start(self, weights, version):
         """Takes the global weights the fit starts (or resumes) from."""
         del weights, version  # every round sends whole weights: no base needed
 
-    def after_round(self, model, round_id, samples):
-        """Pushes this round's weights and waits for the global average."""
+    def after_round(self, model, round_id, samples, sums):
+        """Pushes this round's weights and metric sums; adopts the global average."""
         _, average = self._client.call(
             "sync",
-            {"round": round_id, "worker": self._worker_id, "attempt": self._attempt,
-             "samples": samples},
+            {"round": round_id, "worker": self._worker_id, "launch": self._launch,
+             "samples": samples, "sums": sums},
             model.get_weights(),
         )
         model.set_weights(average)
@@ -33,10 +33,10 @@ class SynchronousExchange:
 class AsynchronousExchange:
     """Pushes local deltas and pulls the latest weights, without waiting."""
 
-    def __init__(self, client, worker_id, attempt):
+    def __init__(self, client, worker_id, launch):
         self._client = client
         self._worker_id = worker_id
-        self._attempt = attempt
+        self._launch = launch
         self._base = None
         self._version = 0
 
@@ -45,15 +45,15 @@ class AsynchronousExchange:
         self._base = weights
         self._version = version
 
-    def after_round(self, model, round_id, samples):
+    def after_round(self, model, round_id, samples, sums):
         """Pushes the change since the last pull, then adopts the latest weights."""
         if samples == 0:
             return
         delta = [local - base for local, base in zip(model.get_weights(), self._base)]
         reply, latest = self._client.call(
             "push",
-            {"round": round_id, "worker": self._worker_id, "attempt": self._attempt,
-             "base_version": self._version, "samples": samples},
+            {"round": round_id, "worker": self._worker_id, "launch": self._launch,
+             "base_version": self._version, "samples": samples, "sums": sums},
             delta,
         )
         model.set_weights(latest)
@@ -61,8 +61,8 @@ class AsynchronousExchange:
         self._version = reply["version"]
 
 
-def make_exchange(mode, client, worker_id, attempt):
+def make_exchange(mode, client, worker_id, launch):
     """Returns the exchange for `mode` ("synchronous", "asynchronous", "hogwild")."""
     if mode == "synchronous":
-        return SynchronousExchange(client, worker_id, attempt)
-    return AsynchronousExchange(client, worker_id, attempt)
+        return SynchronousExchange(client, worker_id, launch)
+    return AsynchronousExchange(client, worker_id, launch)

@@ -14,7 +14,7 @@ from sparkeras.worker.plan import SPLIT_COLUMN
 SUMMARY_SCHEMA = pa.schema(
     [
         ("worker", pa.int32()),
-        ("attempt", pa.int32()),
+        ("launch", pa.int32()),
         ("host", pa.string()),
         ("pid", pa.int64()),
         ("parent_pid", pa.int64()),
@@ -24,7 +24,7 @@ SUMMARY_SCHEMA = pa.schema(
     ]
 )
 SUMMARY_DDL = (
-    "worker int, attempt int, host string, pid long, parent_pid long, "
+    "worker int, launch int, host string, pid long, parent_pid long, "
     "samples long, validation_samples long, epochs_trained int"
 )
 
@@ -44,29 +44,67 @@ def _split(batches):
 
 
 def _run_epochs(plan, replica, exchange, client, worker, validation, start):
-    """Trains from `start["epoch"]` until the last epoch or a global stop."""
+    """Trains from the registered resume point until the last epoch or a stop."""
+    from sparkeras.worker.optimizer_state import optimizer_arrays
+
     rounds, steps = start["rounds_per_epoch"], start["steps_per_round"]
-    epoch = start["epoch"]
+    epoch, first_round = start["epoch"], start["round"]
+    trained = 0
     while epoch < plan.epochs:
         replica.start_epoch(epoch)
-        totals, seen = {}, 0
-        for round_index in range(rounds):
+        seen = 0
+        for round_index in range(first_round, rounds):
             means, samples = replica.train_steps(round_index * steps, (round_index + 1) * steps)
-            for name, value in means.items():
-                totals[name] = totals.get(name, 0.0) + value * samples
+            sums = {name: value * samples for name, value in means.items()}
+            exchange.after_round(replica.model, epoch * rounds + round_index, samples, sums)
             seen += samples
-            exchange.after_round(replica.model, epoch * rounds + round_index, samples)
-        report = {"epoch": epoch, **worker, "samples": seen, "sums": totals}
+        first_round = 0
+        report = {"epoch": epoch, **worker, "samples": seen}
         if validation is not None and len(validation[1]):
             val_logs = replica.evaluate(*validation)
             report["validation_samples"] = len(validation[1])
             report["validation_sums"] = {k: v * len(validation[1]) for k, v in val_logs.items()}
-        decision, _ = client.call("epoch_end", report, [])
+        decision, _ = client.call("epoch_end", report, optimizer_arrays(replica.model))
         _apply_decision(replica.model, decision)
         epoch += 1
+        trained += 1
         if decision.get("stop"):
             break
-    return epoch - start["epoch"]
+    return trained
+
+
+def _read_partition(batches, spec, client, worker):
+    """The partition as `(x, y)` and validation `(x, y)` or None.
+
+    A data problem (nulls, ragged arrays) is reported to the driver before it
+    is raised, so the fit ends with the column's name rather than a trace.
+    """
+    from sparkeras.data import DataContentError, batches_to_arrays
+
+    try:
+        train_table, validation_table = _split(batches)
+        train = batches_to_arrays(train_table if train_table is not None else [], spec)
+        validation = None if validation_table is None else batches_to_arrays(validation_table, spec)
+    except DataContentError as error:
+        client.call("fail", {**worker, "message": str(error)}, [])
+        raise
+    return train, validation
+
+
+def _register(client, replica, worker, identity):
+    """Joins the fit; sets the global (or resumed) state on the replica's model."""
+    from sparkeras.worker.optimizer_state import restore_optimizer
+
+    start, tensors = client.call(
+        "register",
+        {**worker, **identity, "samples": replica.num_samples, "batches": replica.num_batches},
+        [],
+    )
+    split = len(tensors) - start["optimizer_tensors"]
+    replica.model.set_weights(tensors[:split])
+    restore_optimizer(replica.model, tensors[split:])
+    _apply_decision(replica.model, start)
+    return start, tensors[:split]
 
 
 def _apply_decision(model, decision):
@@ -95,7 +133,6 @@ def make_train_task(plan, model_broadcast):
     def train_partition(batches):
         from pyspark import TaskContext
 
-        from sparkeras.data import DataContentError, batches_to_arrays
         from sparkeras.ps import ParameterClient
         from sparkeras.worker.exchange import make_exchange
         from sparkeras.worker.model_io import model_from_bytes
@@ -104,33 +141,16 @@ def make_train_task(plan, model_broadcast):
 
         context = TaskContext.get()
         prepare_process(plan.backend, context.cpus())
-        worker = {"worker": context.partitionId(), "attempt": context.attemptNumber()}
+        worker = {"worker": context.partitionId()}
+        identity = {"host": socket.gethostname(), "pid": os.getpid(), "parent_pid": os.getppid()}
         server = plan.server
         with ParameterClient(server.host, server.port, server.secret, tls=server.tls) as client:
-            try:
-                train_table, validation_table = _split(batches)
-                x, y = batches_to_arrays(train_table if train_table is not None else [], plan.data)
-                validation = (
-                    batches_to_arrays(validation_table, plan.data)
-                    if validation_table is not None
-                    else None
-                )
-            except DataContentError as error:
-                client.call("fail", {**worker, "message": str(error)}, [])
-                raise
+            (x, y), validation = _read_partition(batches, plan.data, client, worker)
             model = model_from_bytes(model_broadcast.value, plan.custom_objects)
-            replica = Replica(model, x, y, plan.batch_size, seed=plan.seed * 100_003 + worker["worker"])
-            identity = {"host": socket.gethostname(), "pid": os.getpid(),
-                        "parent_pid": os.getppid()}
-            start, weights = client.call(
-                "register",
-                {**worker, **identity, "samples": replica.num_samples,
-                 "batches": replica.num_batches},
-                [],
-            )
-            model.set_weights(weights)
-            _apply_decision(model, start)
-            exchange = make_exchange(plan.mode, client, worker["worker"], worker["attempt"])
+            replica = Replica(model, x, y, plan.batch_size, plan.seed * 100_003 + worker["worker"])
+            start, weights = _register(client, replica, worker, identity)
+            worker["launch"] = start["launch"]
+            exchange = make_exchange(plan.mode, client, worker["worker"], start["launch"])
             exchange.start(weights, start["version"])
             epochs_trained = _run_epochs(plan, replica, exchange, client, worker, validation, start)
         yield pa.RecordBatch.from_pylist(

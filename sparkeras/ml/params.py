@@ -1,0 +1,245 @@
+"""The Spark ML params of `KerasEstimator` and `KerasTransformer`.
+
+Driver-side module. Params are declared once here, camelCase, typed by a
+converter that rejects a bad value when it is set, not when the fit starts.
+The Keras model is a param too: its value is a `KerasModelBytes`, the
+model's `.keras` bytes, which `copy()` shares safely because it never
+changes; every fit rebuilds a fresh model from it.
+"""
+
+import os
+
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.param.shared import (
+    HasFeaturesCol,
+    HasLabelCol,
+    HasPredictionCol,
+    HasProbabilityCol,
+    HasSeed,
+)
+
+from sparkeras import options
+
+__all__ = ["KerasEstimatorParams", "KerasModelBytes", "KerasModelParams", "frequency_value"]
+
+
+class KerasModelBytes:
+    """A Keras model kept as the bytes of its `.keras` file: the value of the `model` param.
+
+    It never changes once built, so copies of a stage may share it. Use
+    `to_model()` for a model of your own; the transformers use
+    `shared_model()`, built once and only ever read.
+
+    Args:
+        data: The bytes of a `.keras` file.
+
+    Example:
+    >>> value = KerasModelBytes.of(model)
+    >>> value.to_model().predict(x)
+    """
+
+    __slots__ = ("data", "_shared")
+
+    def __init__(self, data):
+        self.data = bytes(data)
+        self._shared = None
+
+    @classmethod
+    def of(cls, model):
+        """Serialises a `keras.Model` (weights, compile state and all)."""
+        from sparkeras.worker.model_io import model_to_bytes
+
+        return cls(model_to_bytes(model))
+
+    def to_model(self):
+        """Returns a new compiled `keras.Model` rebuilt from the bytes."""
+        from sparkeras.worker.model_io import model_from_bytes
+
+        return model_from_bytes(self.data)
+
+    def shared_model(self):
+        """Returns one model rebuilt on first use, for read-only use such as prediction."""
+        if self._shared is None:
+            self._shared = self.to_model()
+        return self._shared
+
+    def __repr__(self):
+        return f"KerasModelBytes({len(self.data)} bytes)"
+
+
+def _to_model_bytes(value):
+    """Param converter: a `keras.Model` or a `.keras` file path to `KerasModelBytes`."""
+    import keras
+
+    if isinstance(value, KerasModelBytes):
+        return value
+    if isinstance(value, keras.Model):
+        return KerasModelBytes.of(value)
+    if isinstance(value, (str, os.PathLike)):
+        path = os.fspath(value)
+        if not path.endswith(".keras") or not os.path.isfile(path):
+            raise ValueError(
+                "model must be a keras.Model or the path of an existing .keras file (saved "
+                f"with model.save('name.keras')). Received: model={path!r}"
+            )
+        with open(path, "rb") as handle:
+            return KerasModelBytes(handle.read())
+    raise TypeError(
+        "model must be a keras.Model or the path of a .keras file. "
+        f"Received: model of type {type(value).__name__}"
+    )
+
+
+def _to_positive_int(name):
+    def convert(value):
+        return options.check_positive_int(name, TypeConverters.toInt(value))
+
+    return convert
+
+
+def _to_mode(value):
+    return options.check_mode(TypeConverters.toString(value))
+
+
+def _to_frequency(value):
+    """Param converter: "epoch", "batch" or a number of steps, kept as a string."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    text = TypeConverters.toString(value)
+    options.steps_per_round(frequency_value(text))
+    return text
+
+
+def frequency_value(text):
+    """The `frequency` argument of `SparkModel` for a `frequency` param value.
+
+    Example:
+    >>> frequency_value("10"), frequency_value("epoch")
+    (10, 'epoch')
+    """
+    return int(text) if text.isdigit() else text
+
+
+def _to_fraction(value):
+    fraction = TypeConverters.toFloat(value)
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(
+            "validationFraction must be in [0, 1): the share of rows held out for "
+            f"validation, 0 for none. Received: validationFraction={value!r}"
+        )
+    return fraction
+
+
+class KerasModelParams(HasFeaturesCol, HasPredictionCol, HasProbabilityCol):
+    """Params shared by `KerasEstimator` and `KerasTransformer`.
+
+    `predictionCol` gets the predicted class as a double when the model has
+    one output of shape `(None, k)` with k >= 2 (argmax, so Spark's
+    `MulticlassClassificationEvaluator` works), and `probabilityCol` the
+    output itself as an `array<float>` (set it to "" to leave it out).
+    Otherwise `predictionCol` gets the model's output as `SparkModel.predict`
+    writes it: a double for one unit, else an array, one column per output
+    named `{predictionCol}_{output name}` for several outputs.
+    """
+
+    model = Param(
+        Params._dummy(),
+        "model",
+        "the Keras model: a keras.Model or the path of a .keras file, kept as its .keras "
+        "bytes (compiled, for fitting)",
+        typeConverter=_to_model_bytes,
+    )
+
+    def getModel(self):
+        """Returns a new `keras.Model` rebuilt from the `model` param.
+
+        Example:
+        >>> KerasTransformer(model=trained).getModel().summary()
+        """
+        return self._model_bytes().to_model()
+
+    def _model_bytes(self):
+        value = self.getOrDefault(self.model) if self.isDefined(self.model) else None
+        if value is None:
+            raise ValueError(
+                f"{type(self).__name__} has no Keras model. Pass one: "
+                f"{type(self).__name__}(model=keras_model) or .setModel('model.keras'). "
+                "Received: model=None"
+            )
+        return value
+
+
+class KerasEstimatorParams(KerasModelParams, HasLabelCol, HasSeed):
+    """Params of `KerasEstimator`: the model's params plus how to train it."""
+
+    epochs = Param(
+        Params._dummy(),
+        "epochs",
+        "passes over the training data (>= 1)",
+        typeConverter=_to_positive_int("epochs"),
+    )
+    batchSize = Param(
+        Params._dummy(),
+        "batchSize",
+        "samples per training step on each worker (>= 1)",
+        typeConverter=_to_positive_int("batchSize"),
+    )
+    mode = Param(
+        Params._dummy(),
+        "mode",
+        "how workers combine their updates: synchronous, asynchronous or hogwild",
+        typeConverter=_to_mode,
+    )
+    frequency = Param(
+        Params._dummy(),
+        "frequency",
+        "when workers exchange weights: epoch, batch, or a number of steps such as '10'",
+        typeConverter=_to_frequency,
+    )
+    numWorkers = Param(
+        Params._dummy(),
+        "numWorkers",
+        "training tasks, one model replica each; every task slot if unset",
+        typeConverter=_to_positive_int("numWorkers"),
+    )
+    validationCol = Param(
+        Params._dummy(),
+        "validationCol",
+        "boolean column marking validation rows: held out of training, they give the "
+        "val_ metrics of the history (excludes validationFraction)",
+        typeConverter=TypeConverters.toString,
+    )
+    validationFraction = Param(
+        Params._dummy(),
+        "validationFraction",
+        "share of rows in [0, 1) held out at random (by seed) for validation, 0 for none",
+        typeConverter=_to_fraction,
+    )
+
+    def getEpochs(self):
+        """Returns the value of `epochs`."""
+        return self.getOrDefault(self.epochs)
+
+    def getBatchSize(self):
+        """Returns the value of `batchSize`."""
+        return self.getOrDefault(self.batchSize)
+
+    def getMode(self):
+        """Returns the value of `mode`."""
+        return self.getOrDefault(self.mode)
+
+    def getFrequency(self):
+        """Returns the value of `frequency`, a string."""
+        return self.getOrDefault(self.frequency)
+
+    def getNumWorkers(self):
+        """Returns the value of `numWorkers`, or None for every task slot."""
+        return self.getOrDefault(self.numWorkers) if self.isDefined(self.numWorkers) else None
+
+    def getValidationCol(self):
+        """Returns the value of `validationCol`, or None."""
+        return self.getOrDefault(self.validationCol) if self.isDefined(self.validationCol) else None
+
+    def getValidationFraction(self):
+        """Returns the value of `validationFraction`."""
+        return self.getOrDefault(self.validationFraction)

@@ -1,0 +1,118 @@
+"""Saving and loading of the Keras stages with Spark's own ML writer and reader.
+
+Driver-side module. A stage saved at `path` is Spark's `path/metadata` (JSON:
+class, uid, params; `DefaultParamsWriter`) plus the Keras model beside it in
+`path/model.keras`. Both go through Spark's Hadoop file system layer, so any
+path Spark itself can save to works (local, `file:`, `hdfs:`, `s3a:`, ...),
+and a `Pipeline` or `PipelineModel` holding the stages saves and loads with
+`write().save(path)` and `load(path)`.
+"""
+
+import os
+
+from pyspark.ml.util import (
+    DefaultParamsReader,
+    DefaultParamsWriter,
+    MLReadable,
+    MLReader,
+    MLWritable,
+    MLWriter,
+)
+
+__all__ = ["KerasReadWrite"]
+
+_MODEL_FILE = "model.keras"
+_CHUNK_BYTES = 8 << 20
+
+
+class _KerasStageWriter(MLWriter):
+    """Writes a stage's params as Spark ML metadata and its model as a `.keras` file."""
+
+    def __init__(self, instance):
+        super().__init__()
+        self._instance = instance
+
+    def saveImpl(self, path):
+        instance = self._instance
+        params = {p.name: v for p, v in instance._paramMap.items() if p.name != "model"}
+        value = instance.getOrDefault("model") if instance.isDefined("model") else None
+        DefaultParamsWriter.saveMetadata(
+            instance,
+            path,
+            self.sparkSession,
+            extraMetadata={"modelFile": None if value is None else _MODEL_FILE},
+            paramMap=params,
+        )
+        if value is not None:
+            _write_bytes(self.sparkSession, os.path.join(path, _MODEL_FILE), value.data)
+
+
+class _KerasStageReader(MLReader):
+    """Reads back what `_KerasStageWriter` wrote, into a new instance of `cls`."""
+
+    def __init__(self, cls):
+        super().__init__()
+        self._cls = cls
+
+    def load(self, path):
+        from sparkeras.ml.params import KerasModelBytes
+
+        metadata = DefaultParamsReader.loadMetadata(path, self.sparkSession)
+        expected = f"{self._cls.__module__}.{self._cls.__name__}"
+        if metadata["class"] != expected:
+            raise ValueError(
+                f"{path!r} holds a saved {metadata['class']}, not a {expected}: load it with "
+                f"that class, or pyspark.ml.Pipeline(Model).load for a whole pipeline. "
+                f"Received: path={path!r}"
+            )
+        instance = self._cls()
+        instance._resetUid(metadata["uid"])
+        DefaultParamsReader.getAndSetParams(instance, metadata)
+        if metadata.get("modelFile"):
+            data = _read_bytes(self.sparkSession, os.path.join(path, metadata["modelFile"]))
+            instance._set(model=KerasModelBytes(data))
+        return instance
+
+
+class KerasReadWrite(MLWritable, MLReadable):
+    """Mixin giving a Keras stage Spark ML's `write()`/`save()` and `read()`/`load()`.
+
+    Example:
+    >>> estimator.write().overwrite().save("/tmp/estimator")
+    >>> KerasEstimator.load("/tmp/estimator").getEpochs()
+    """
+
+    def write(self):
+        """Returns an `MLWriter` that saves this stage and its Keras model."""
+        return _KerasStageWriter(self)
+
+    @classmethod
+    def read(cls):
+        """Returns an `MLReader` that loads a stage saved by `write()`."""
+        return _KerasStageReader(cls)
+
+
+def _hadoop_file(spark, path):
+    """The Hadoop `FileSystem` and `Path` Spark resolves `path` to."""
+    context = spark.sparkContext
+    hadoop_path = context._jvm.org.apache.hadoop.fs.Path(path)
+    return hadoop_path.getFileSystem(context._jsc.hadoopConfiguration()), hadoop_path
+
+
+def _write_bytes(spark, path, data):
+    file_system, hadoop_path = _hadoop_file(spark, path)
+    stream = file_system.create(hadoop_path, True)
+    try:
+        for start in range(0, len(data), _CHUNK_BYTES):
+            stream.write(data[start : start + _CHUNK_BYTES])
+    finally:
+        stream.close()
+
+
+def _read_bytes(spark, path):
+    file_system, hadoop_path = _hadoop_file(spark, path)
+    stream = file_system.open(hadoop_path)
+    try:
+        return bytes(spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
+    finally:
+        stream.close()

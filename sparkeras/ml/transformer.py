@@ -1,0 +1,107 @@
+"""`KerasTransformer`: a trained Keras model as a Spark ML `Model` (a Transformer).
+
+Driver-side module. `transform` runs `SparkModel.predict` (Arrow batches on
+the executors, nothing collected) and, for classifiers, adds the predicted
+class as a double.
+"""
+
+from pyspark import keyword_only
+from pyspark.ml import Model
+from pyspark.sql import functions
+
+from sparkeras.ml.params import KerasModelParams
+from sparkeras.ml.persistence import KerasReadWrite
+
+__all__ = ["KerasTransformer"]
+
+_SCORES_COLUMN = "__sparkeras_scores"
+
+
+class KerasTransformer(Model, KerasModelParams, KerasReadWrite):
+    """A Keras model that appends its predictions to a DataFrame.
+
+    `KerasEstimator.fit` returns one; build one directly to serve a model
+    trained elsewhere. A model with one output of shape `(None, k)`, k >= 2,
+    is read as a classifier: `predictionCol` gets the argmax class (double)
+    and `probabilityCol` the k outputs (`array<float>`, left out when set to
+    ""). Any other model writes its raw output to `predictionCol` as
+    `SparkModel.predict` does. Every input column and row is kept, in order.
+
+    `history` holds the per-epoch global metrics of the fit that made this
+    model (`{"loss": [...], "val_accuracy": [...]}`); like the summaries of
+    Spark's own models it is not saved, so it is None after `load`.
+
+    Args:
+        model: A `keras.Model` or the path of a `.keras` file.
+        featuresCol: Column, of vectors, arrays or numbers, that feeds the model.
+        predictionCol: Output column of the predicted class or value.
+        probabilityCol: Output column of class probabilities; "" for none.
+
+    Example:
+    >>> transformer = KerasTransformer(model="digits.keras", featuresCol="features")
+    >>> transformer.transform(test_df).select("label", "prediction", "probability").show()
+    >>> transformer.write().overwrite().save("/models/digits-stage")
+    """
+
+    @keyword_only
+    def __init__(
+        self,
+        *,
+        model=None,
+        featuresCol="features",
+        predictionCol="prediction",
+        probabilityCol="probability",
+    ):
+        super().__init__()
+        self.history = None
+        self.setParams(**self._input_kwargs)
+
+    @keyword_only
+    def setParams(
+        self,
+        *,
+        model=None,
+        featuresCol="features",
+        predictionCol="prediction",
+        probabilityCol="probability",
+    ):
+        """Sets the given params; see the class docstring. Returns self."""
+        return self._set(**self._input_kwargs)
+
+    def setModel(self, value):
+        """Sets `model` to a `keras.Model` or a `.keras` path. Returns self."""
+        return self._set(model=value)
+
+    def setFeaturesCol(self, value):
+        """Sets `featuresCol`. Returns self."""
+        return self._set(featuresCol=value)
+
+    def setPredictionCol(self, value):
+        """Sets `predictionCol`. Returns self."""
+        return self._set(predictionCol=value)
+
+    def setProbabilityCol(self, value):
+        """Sets `probabilityCol`; "" leaves the probabilities out. Returns self."""
+        return self._set(probabilityCol=value)
+
+    def _transform(self, dataset):
+        from sparkeras import options
+        from sparkeras.spark_model import SparkModel
+
+        keras_model = self._model_bytes().shared_model()
+        spark_model = SparkModel(keras_model)
+        features, prediction = self.getFeaturesCol(), self.getPredictionCol()
+        _, output_shapes, _ = options.check_model(keras_model, compiled=False)
+        if len(output_shapes) != 1 or len(output_shapes[0]) != 2 or output_shapes[0][1] < 2:
+            return spark_model.predict(dataset, features, output_col=prediction)
+        if prediction in dataset.columns:
+            raise ValueError(
+                f"The DataFrame already has a column named {prediction!r}. Set another "
+                f"predictionCol. Received: predictionCol={prediction!r}"
+            )
+        scores = self.getProbabilityCol() or _SCORES_COLUMN
+        scored = spark_model.predict(dataset, features, output_col=scores)
+        column = functions.col(f"`{scores}`")
+        argmax = functions.array_position(column, functions.array_max(column)) - 1
+        result = scored.withColumn(prediction, argmax.cast("double"))
+        return result if self.getProbabilityCol() else result.drop(scores)

@@ -1,0 +1,162 @@
+"""Fault tolerance on real Spark: killed workers, killed drivers, checkpoints."""
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import dense_classifier
+
+pytestmark = pytest.mark.spark
+
+ROWS, FEATURES = 24_000, 64
+
+
+def _task(rows, seed):
+    teacher = np.random.default_rng(99).normal(size=(FEATURES, 10))
+    x = np.random.default_rng(seed).normal(size=(rows, FEATURES)).astype("float32")
+    return x, np.argmax(x @ teacher, axis=1)
+
+
+@pytest.fixture(scope="module")
+def frames(spark):
+    x, y = _task(ROWS, 0)
+    x_test, y_test = _task(4000, 1)
+    train = spark.createDataFrame(pd.DataFrame({"features": list(x), "label": y}))
+    return train.repartition(2).cache(), (x_test, y_test)
+
+
+class _KillWorkerMidEpoch:
+    """Kills worker 1's Python process 0.3 s into the second epoch."""
+
+    def __init__(self, spark_model):
+        import keras
+
+        outer = self
+
+        class Callback(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                if epoch == 1 and not outer.killed:
+                    outer.killed = outer.spark_model.workers[1]["pid"]
+                    threading.Timer(0.3, os.kill, (outer.killed, signal.SIGKILL)).start()
+
+        self.spark_model = spark_model
+        self.killed = None
+        self.callback = Callback()
+
+
+def _accuracy(model, test):
+    return model.evaluate(*test, verbose=0, return_dict=True)["accuracy"]
+
+
+@pytest.mark.parametrize("mode", ["synchronous", "asynchronous"])
+def test_killed_worker_resumes_from_the_last_round(frames, mode, caplog):
+    from sparkeras import SparkModel
+
+    train, test = frames
+    undisturbed = SparkModel(dense_classifier(inputs=FEATURES, lr=0.003), mode=mode,
+                             num_workers=2)
+    undisturbed.fit(train, epochs=4, batch_size=64, verbose=0)
+
+    spark_model = SparkModel(dense_classifier(inputs=FEATURES, lr=0.003), mode=mode,
+                             num_workers=2)
+    killer = _KillWorkerMidEpoch(spark_model)
+    with caplog.at_level(logging.WARNING, logger="sparkeras"):
+        history = spark_model.fit(train, epochs=4, batch_size=64, callbacks=[killer.callback],
+                                  verbose=0)
+    assert killer.killed is not None
+    assert len(history.history["loss"]) == 4
+    resumes = [r.getMessage() for r in caplog.records if "resuming at epoch" in r.getMessage()]
+    assert resumes and "resuming at epoch 2" in resumes[0], resumes
+    assert all(row["launch"] == 1 for row in spark_model.training_summary)
+    assert all(row["pid"] != killer.killed for row in spark_model.training_summary)
+    assert abs(_accuracy(spark_model.model, test) - _accuracy(undisturbed.model, test)) <= 0.02
+
+
+_DRIVER_SCRIPT = r"""
+import sys, numpy as np, pandas as pd, keras
+sys.path.insert(0, sys.argv[3])
+import sparkeras
+from helpers import dense_classifier
+from test_fault_tolerance import _task
+
+class Report(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        print(f"EPOCH_END {epoch}", flush=True)
+
+spark = sparkeras.get_spark("local[2]")
+x, y = _task(4000, 0)
+train = spark.createDataFrame(pd.DataFrame({"features": list(x), "label": y})).repartition(2)
+sm = sparkeras.SparkModel(dense_classifier(inputs=64), num_workers=2)
+history = sm.fit(train, epochs=5, batch_size=64, checkpoint_dir=sys.argv[1],
+                 resume=sys.argv[2] == "resume", callbacks=[Report()], verbose=0)
+print("EPOCHS", len(history.history["loss"]), flush=True)
+print("TRAINED", sum(row["epochs_trained"] for row in sm.training_summary) // 2, flush=True)
+"""
+
+
+def _driver(checkpoint_dir, action):
+    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", TF_CPP_MIN_LOG_LEVEL="3")
+    tests = os.path.dirname(__file__)
+    return subprocess.Popen(
+        [sys.executable, "-c", _DRIVER_SCRIPT, checkpoint_dir, action, tests],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+        start_new_session=True,
+    )
+
+
+def test_killed_driver_resumes_from_its_checkpoint(tmp_path):
+    checkpoint_dir = str(tmp_path / "run")
+    first = _driver(checkpoint_dir, "start")
+    for line in first.stdout:
+        if line.startswith("EPOCH_END 1"):  # epoch 2 of 5 ended: kill during epoch 3
+            time.sleep(0.2)
+            os.killpg(first.pid, signal.SIGKILL)
+            break
+    first.wait(timeout=60)
+    assert first.returncode == -signal.SIGKILL
+
+    from sparkeras.checkpoint import load_checkpoint
+
+    assert load_checkpoint(checkpoint_dir)["epochs_done"] in (2, 3)
+    done_before = load_checkpoint(checkpoint_dir)["epochs_done"]
+    second = _driver(checkpoint_dir, "resume")
+    output, _ = second.communicate(timeout=300)
+    assert second.returncode == 0, output
+    assert "EPOCHS 5" in output
+    trained_again = int(output.split("TRAINED")[1].split()[0])
+    assert trained_again == 5 - done_before
+    assert trained_again <= 3  # at most the one interrupted epoch (one round) trained twice
+
+
+def test_corrupted_checkpoint_is_refused(tmp_path):
+    from sparkeras.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+    weights = [np.arange(6, dtype="float32").reshape(2, 3)]
+    path = save_checkpoint(str(tmp_path), 2, weights, [], {"loss": [1.0, 0.5]})
+    state = load_checkpoint(str(tmp_path))
+    np.testing.assert_array_equal(state["weights"][0], weights[0])
+    data = open(path, "rb").read()
+    flipped = bytearray(data)
+    flipped[-10] ^= 0xFF
+    for damaged in (bytes(flipped), data[: len(data) // 2], b"junk"):
+        with open(path, "wb") as handle:
+            handle.write(damaged)
+        with pytest.raises(CheckpointError, match="corrupted or half-written"):
+            load_checkpoint(str(tmp_path))
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path, spark):
+    from sparkeras import SparkModel
+
+    frame = spark.createDataFrame(pd.DataFrame({"features": [[0.0] * 64], "label": [0]}))
+    with pytest.raises(ValueError, match="no checkpoint to resume from"):
+        SparkModel(dense_classifier()).fit(frame, checkpoint_dir=str(tmp_path / "none"),
+                                           resume=True)
