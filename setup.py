@@ -11,7 +11,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["sparkeras", "sparkeras.*"]),
     install_requires=[
-        "pyspark>=4.0,<5",
+        "pyspark>=4.1,<5",
         "keras>=3.3,<4",
         "tensorflow-cpu>=2.16; platform_machine=='x86_64'",
         "tensorflow>=2.16; platform_machine!='x86_64'",

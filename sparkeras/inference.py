@@ -7,7 +7,7 @@ Driver-side module. The model travels once per call as a broadcast of its
 import uuid
 
 
-def _plan(model, spec, batch_size, keep_columns, custom_objects):
+def _plan(model, spec, batch_size, custom_objects):
     import keras
 
     from sparkeras.worker.plan import InferencePlan
@@ -17,7 +17,6 @@ def _plan(model, spec, batch_size, keep_columns, custom_objects):
         data=spec,
         backend=keras.backend.backend(),
         batch_size=batch_size,
-        keep_columns=tuple(keep_columns),
         custom_objects=custom_objects,
     )
 
@@ -31,6 +30,9 @@ def _broadcast(context, model):
 def predict_frame(df, model, spec, output_fields, batch_size, custom_objects):
     """Returns `df` with the prediction columns appended (lazy DataFrame).
 
+    The model runs in an Arrow UDF over the projected feature columns only,
+    so the other columns never leave the JVM, and rows keep their order.
+
     Args:
         df: Input DataFrame; all its columns and rows are kept, in order.
         model: The Keras model to run.
@@ -39,16 +41,28 @@ def predict_frame(df, model, spec, output_fields, batch_size, custom_objects):
         batch_size: Rows per `predict_on_batch` call.
         custom_objects: Passed to `keras.saving.load_model` on executors.
     """
+    from pyspark.sql import functions
     from pyspark.sql.types import StructType
 
     from sparkeras.data import projection
-    from sparkeras.worker.infer import make_predict_task
+    from sparkeras.worker.infer import make_predict_function
 
     context = df.sparkSession.sparkContext
-    plan = _plan(model, spec, batch_size, df.columns, custom_objects)
-    task = make_predict_task(plan, _broadcast(context, model), [f.name for f in output_fields])
-    schema = StructType([*df.schema.fields, *output_fields])
-    return df.select("*", *projection(spec)).mapInArrow(task, schema)
+    names = [field.name for field in output_fields]
+    function = make_predict_function(
+        _plan(model, spec, batch_size, custom_objects), _broadcast(context, model), names
+    )
+    single = len(output_fields) == 1
+    return_type = output_fields[0].dataType if single else StructType(output_fields)
+    predict = functions.arrow_udf(function, return_type).asNondeterministic()
+    predictions = predict(*projection(spec))
+    if single:
+        return df.withColumn(names[0], predictions)
+    holder = "__sparkeras_predictions"
+    kept = [functions.col(f"`{name}`") for name in df.columns]
+    return df.withColumn(holder, predictions).select(
+        *kept, *(functions.col(holder).getField(name).alias(name) for name in names)
+    )
 
 
 def evaluate_frame(df, model, spec, batch_size, custom_objects):
@@ -58,7 +72,7 @@ def evaluate_frame(df, model, spec, batch_size, custom_objects):
 
     context = df.sparkSession.sparkContext
     broadcast = _broadcast(context, model)
-    task = make_evaluate_task(_plan(model, spec, batch_size, (), custom_objects), broadcast)
+    task = make_evaluate_task(_plan(model, spec, batch_size, custom_objects), broadcast)
     context.setJobDescription("sparkeras evaluate")
     try:
         rows = df.select(projection(spec)).mapInArrow(task, EVALUATION_DDL).collect()

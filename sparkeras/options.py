@@ -23,6 +23,10 @@ class TrainingConfig:
         tls: A `sparkeras.ps.TLSConfig` to encrypt parameter-server traffic.
         max_attempts: Launches of the training job before a fit gives up; a
             failed launch is relaunched and resumes from the server's state.
+        staleness_damping: Asynchronous modes: divide a delta by its
+            staleness + 1 (versions applied since the worker's pull), as DynSGD.
+        max_staleness: Asynchronous modes: refuse deltas more than this many
+            versions old (None: no bound).
 
     Example:
     >>> SparkModel(model, config=TrainingConfig(server_port=(40000, 40100)))
@@ -33,6 +37,8 @@ class TrainingConfig:
     server_port: object = 0
     tls: object = None
     max_attempts: int = 3
+    staleness_damping: bool = True
+    max_staleness: int = None
 
 
 def check_mode(mode):

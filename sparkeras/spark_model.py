@@ -132,6 +132,8 @@ class SparkModel:
             },
             max_attempts=options.check_positive_int("max_attempts", self.config.max_attempts),
             checkpoint_dir=checkpoint_dir, resume_state=resume_state, workers=self.workers,
+            staleness={"damping": self.config.staleness_damping,
+                       "max_staleness": self.config.max_staleness},
         )
         self.workers.clear()
         self.training_summary = run_fit(self._model, frame, callback_list, history, run)

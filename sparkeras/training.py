@@ -31,6 +31,7 @@ class FitRun:
         resume_state: A loaded checkpoint to continue from, or None.
         workers: dict the coordinator fills, live, with each registered
             worker's identity (host, pid, launch).
+        staleness: `AsyncStore` options for the asynchronous modes.
     """
 
     plan_values: dict
@@ -42,6 +43,7 @@ class FitRun:
     checkpoint_dir: str = None
     resume_state: dict = None
     workers: dict = None
+    staleness: dict = None
 
 
 def _learning_rate(model):
@@ -137,6 +139,7 @@ def run_fit(model, frame, callbacks, history, run):
         run.num_workers, model.get_weights(), run.plan_values["mode"], run.steps,
         _learning_rate(model), start_epoch=start_epoch,
         optimizer_state=(run.resume_state or {}).get("optimizer_state"),
+        staleness=run.staleness,
     )
     if run.workers is not None:
         coordinator.workers = run.workers

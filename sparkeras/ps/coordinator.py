@@ -33,6 +33,8 @@ class TrainingCoordinator:
             None to leave theirs alone.
         start_epoch: First epoch to train (a resumed fit's next epoch).
         optimizer_state: Optimizer variables to resume from, or None.
+        staleness: Asynchronous modes: `AsyncStore` keyword options
+            (`damping`, `max_staleness`).
 
     Example:
     >>> coordinator = TrainingCoordinator(2, model.get_weights(), "synchronous")
@@ -41,7 +43,7 @@ class TrainingCoordinator:
     """
 
     def __init__(self, num_workers, initial_weights, mode, steps_per_round=None,
-                 learning_rate=None, start_epoch=0, optimizer_state=None):
+                 learning_rate=None, start_epoch=0, optimizer_state=None, staleness=None):
         self.num_workers = num_workers
         self.mode = mode
         self.events = queue.Queue()
@@ -61,7 +63,7 @@ class TrainingCoordinator:
         self._rounds = None
         self._epochs = RoundBarrier(num_workers, self._end_epoch, start_round=start_epoch)
         self._store = (
-            AsyncStore(initial_weights, lock=(mode == "asynchronous"))
+            AsyncStore(initial_weights, lock=(mode == "asynchronous"), **(staleness or {}))
             if mode != "synchronous"
             else None
         )

@@ -1,8 +1,10 @@
-"""Inference tasks: predict and evaluate in Arrow batches on executors.
+"""Inference on executors: predict as an Arrow UDF, evaluate per partition.
 
 Executor-side module. The model arrives once per job as a Spark broadcast of
 `.keras` bytes and is cached per Python worker under the plan's `model_key`.
 """
+
+from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -44,33 +46,44 @@ def predict_arrays(model, x, num_rows, batch_size):
     return [np.concatenate(column) for column in zip(*parts)]
 
 
-def make_predict_task(plan, model_broadcast, output_names):
-    """Builds the `mapInArrow` function that appends prediction columns.
+def make_predict_function(plan, model_broadcast, output_names):
+    """Builds the Arrow UDF body (iterator of batches) that predicts.
 
-    Every input column listed in `plan.keep_columns` passes through unchanged
-    and in order; the internal feature columns are dropped.
+    Spark hands it only the projected feature columns, as Arrow arrays, and
+    appends what it yields to the rows itself: every other column stays in
+    the JVM, in order. One model output gives one array per batch; several
+    give a struct array with one field per output.
+
+    Its type hints (iterator of arrays, or of tuples of arrays for several
+    feature columns) tell Spark it is a scalar-iterator Arrow UDF.
 
     Example:
-    >>> task = make_predict_task(plan, broadcast, ["prediction"])
-    >>> df.select("*", *projection(spec)).mapInArrow(task, output_schema)
+    >>> function = make_predict_function(plan, broadcast, ["prediction"])
+    >>> arrow_udf(function, "array<float>")(*projection(spec))
     """
 
-    def predict_partition(batches):
+    def predict_batches(batches):
         from sparkeras.data import batches_to_arrays, predictions_to_arrow
 
         model = _load(plan, model_broadcast)
-        for batch in batches:
-            if batch.num_rows == 0:
-                continue
+        for arrays in batches:
+            arrays = list(arrays) if isinstance(arrays, (list, tuple)) else [arrays]
+            batch = pa.RecordBatch.from_arrays(arrays, names=list(plan.data.columns))
             x, _ = batches_to_arrays([batch], plan.data)
             predictions = predict_arrays(model, x, batch.num_rows, plan.batch_size)
-            columns = [batch.column(name) for name in plan.keep_columns]
-            columns += predictions_to_arrow(
+            columns = predictions_to_arrow(
                 predictions if len(predictions) > 1 else predictions[0], plan.data
             )
-            yield pa.RecordBatch.from_arrays(columns, names=[*plan.keep_columns, *output_names])
+            if len(columns) == 1:
+                yield columns[0]
+            else:
+                yield pa.StructArray.from_arrays(columns, names=list(output_names))
 
-    return predict_partition
+    batches_hint = Iterator[pa.Array]
+    if len(plan.data.columns) > 1:
+        batches_hint = Iterator[tuple[pa.Array, ...]]
+    predict_batches.__annotations__ = {"batches": batches_hint, "return": Iterator[pa.Array]}
+    return predict_batches
 
 
 def make_evaluate_task(plan, model_broadcast):

@@ -53,5 +53,4 @@ class InferencePlan:
     data: object
     backend: str
     batch_size: int
-    keep_columns: tuple = ()
     custom_objects: dict = None
