@@ -45,7 +45,8 @@ def check_mode(mode):
     """Returns `mode` if it is a known training mode."""
     if mode not in MODES:
         raise ValueError(
-            f"Unknown training mode. Use one of {', '.join(map(repr, MODES))}. Received: mode={mode!r}"
+            f"Unknown training mode. Use one of {', '.join(map(repr, MODES))}. "
+            f"Received: mode={mode!r}"
         )
     return mode
 

@@ -2,12 +2,14 @@
 
 import os
 import sys
+import threading
 
 _EMBEDDED_CONF = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.execution.arrow.pyspark.fallback.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     "spark.python.worker.reuse": "true",
+    "spark.python.daemon.module": "sparkeras.worker.daemon",
 }
 
 
@@ -48,4 +50,21 @@ def get_spark(master="local[*]", app_name="sparkeras", conf=None):
     builder = SparkSession.builder.master(master).appName(app_name)
     for key, value in {**settings, **(conf or {})}.items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    session = builder.getOrCreate()
+    threading.Thread(target=_start_python_workers, args=(session,), daemon=True).start()
+    return session
+
+
+def _start_python_workers(session):
+    """Runs one tiny Python task per slot so the daemon and workers are up."""
+    context = session.sparkContext
+    context.setJobDescription("sparkeras: start Python workers")
+    slots = context.defaultParallelism
+    try:
+        context.parallelize(range(slots), slots).foreach(_nothing)
+    except Exception:  # the session was stopped meanwhile: nothing to warm
+        pass
+
+
+def _nothing(_):
+    return None

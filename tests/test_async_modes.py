@@ -1,7 +1,6 @@
 """Asynchronous and hogwild training on real Spark reach synchronous accuracy."""
 
 import pytest
-
 from helpers import dense_classifier, digits_arrays
 
 pytestmark = pytest.mark.spark

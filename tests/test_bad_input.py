@@ -3,7 +3,6 @@
 import numpy as np
 import pandas as pd
 import pytest
-
 from helpers import dense_classifier, job_count
 
 pytestmark = pytest.mark.spark

@@ -11,7 +11,6 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-
 from helpers import dense_classifier
 
 pytestmark = pytest.mark.spark

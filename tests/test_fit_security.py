@@ -5,7 +5,6 @@ import socket
 
 import keras
 import pytest
-
 from helpers import dense_classifier
 
 pytestmark = pytest.mark.spark

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from helpers import dense_classifier, digits_arrays
 
 pytestmark = pytest.mark.spark

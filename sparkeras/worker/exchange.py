@@ -49,7 +49,7 @@ class AsynchronousExchange:
         """Pushes the change since the last pull, then adopts the latest weights."""
         if samples == 0:
             return
-        delta = [local - base for local, base in zip(model.get_weights(), self._base)]
+        delta = [local - base for local, base in zip(model.get_weights(), self._base, strict=True)]
         reply, latest = self._client.call(
             "push",
             {"round": round_id, "worker": self._worker_id, "launch": self._launch,

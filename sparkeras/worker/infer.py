@@ -43,7 +43,7 @@ def predict_arrays(model, x, num_rows, batch_size):
     for start in range(0, num_rows, batch_size):
         out = model.predict_on_batch(_slice(x, start, start + batch_size))
         parts.append([np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])])
-    return [np.concatenate(column) for column in zip(*parts)]
+    return [np.concatenate(column) for column in zip(*parts, strict=True)]
 
 
 def make_predict_function(plan, model_broadcast, output_names):

@@ -6,6 +6,7 @@ Neutral module: the driver serialises, executors deserialise and cache.
 import os
 import tempfile
 import threading
+import warnings
 
 _CACHE_SIZE = 2
 _cache = {}
@@ -37,7 +38,11 @@ def model_from_bytes(data, custom_objects=None):
         path = os.path.join(folder, "model.keras")
         with open(path, "wb") as handle:
             handle.write(data)
-        return keras.saving.load_model(path, custom_objects=custom_objects, compile=True)
+        with warnings.catch_warnings():
+            # A model saved before its optimizer was built (never trained)
+            # loads with a freshly built optimizer: nothing is lost.
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            return keras.saving.load_model(path, custom_objects=custom_objects, compile=True)
 
 
 def cached_model(key, load):

@@ -40,12 +40,12 @@ def restore_optimizer(model, arrays):
         optimizer.build(model.trainable_variables)
     variables = optimizer.variables
     if len(variables) != len(arrays) or any(
-        tuple(v.shape) != a.shape for v, a in zip(variables, arrays)
+        tuple(v.shape) != a.shape for v, a in zip(variables, arrays, strict=True)
     ):
         logger.warning(
             "Optimizer state not restored: it has %d variables, the model's optimizer %d.",
             len(arrays), len(variables),
         )
         return
-    for variable, array in zip(variables, arrays):
+    for variable, array in zip(variables, arrays, strict=True):
         variable.assign(array.astype(variable.dtype))

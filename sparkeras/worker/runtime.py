@@ -31,6 +31,7 @@ def prepare_process(backend, threads):
     Example:
     >>> prepare_process("tensorflow", 1)
     """
+    threads = max(1, int(threads))
     if "keras" in sys.modules:
         current = sys.modules["keras"].backend.backend()
         if current != backend:
@@ -40,13 +41,26 @@ def prepare_process(backend, threads):
                 "(spark.executorEnv.KERAS_BACKEND). "
                 f"Received: driver backend={backend!r}, worker backend={current!r}"
             )
-        return
-    os.environ["KERAS_BACKEND"] = backend
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    else:
+        os.environ["KERAS_BACKEND"] = backend
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     for name in _THREAD_VARIABLES:
-        os.environ[name] = str(max(1, int(threads)))
+        os.environ[name] = str(threads)
     if backend == "tensorflow":
-        import tensorflow as tf
+        _limit_tensorflow_threads(threads)
 
-        tf.config.threading.set_intra_op_parallelism_threads(max(1, int(threads)))
-        tf.config.threading.set_inter_op_parallelism_threads(max(1, int(threads)))
+
+def _limit_tensorflow_threads(threads):
+    """Sets TensorFlow's thread pools unless its runtime already started.
+
+    A reused Python worker keeps the runtime (and pools) of its first task;
+    a worker forked from the preloading daemon has TensorFlow imported but
+    not started, so the limits still apply there.
+    """
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass  # runtime already initialised by an earlier task of this worker
