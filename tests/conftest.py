@@ -2,6 +2,7 @@
 
 import os
 import sys
+import time
 
 import pytest
 
@@ -20,5 +21,16 @@ def spark():
         app_name="sparkeras-tests",
         conf={"spark.driver.host": "127.0.0.1", "spark.sql.shuffle.partitions": "4"},
     )
+    _wait_for_warm_up(session)
     yield session
     session.stop()
+
+
+def _wait_for_warm_up(session, timeout_s=180):
+    """Waits for get_spark's background warm-up job, so job counts stay exact."""
+    tracker = session.sparkContext.statusTracker()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if tracker.getJobIdsForGroup(None) and not tracker.getActiveJobsIds():
+            return
+        time.sleep(0.2)
