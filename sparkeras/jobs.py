@@ -60,13 +60,7 @@ def read_data(spark, path, data_format=None):
     Example:
     >>> read_data(spark, "digits.csv").printSchema()
     """
-    data_format = data_format or _EXTENSIONS.get(os.path.splitext(path.rstrip("/"))[1].lower())
-    if data_format not in ("parquet", "csv"):
-        raise ValueError(
-            "Cannot tell the format of the data from its name: pass --format parquet or "
-            f"--format csv, or name it *.parquet or *.csv. Received: --data={path!r}"
-        )
-    if data_format == "csv":
+    if _data_format(path, data_format) == "csv":
         return spark.read.csv(path, header=True, inferSchema=True)
     return spark.read.parquet(path)
 
@@ -143,6 +137,17 @@ def predict(spark, options):
     return options.output
 
 
+def _data_format(path, data_format):
+    """`data_format`, or the format the extension of `path` names."""
+    data_format = data_format or _EXTENSIONS.get(os.path.splitext(path.rstrip("/"))[1].lower())
+    if data_format not in ("parquet", "csv"):
+        raise ValueError(
+            "Cannot tell the format of the data from its name: pass --format parquet or "
+            f"--format csv, or name it *.parquet or *.csv. Received: --data={path!r}"
+        )
+    return data_format
+
+
 def check(command, options):
     """Checks the paths a job reads and writes, before any Spark session or job starts.
 
@@ -152,7 +157,8 @@ def check(command, options):
 
     Raises:
         FileNotFoundError: The model or the data is not there.
-        ValueError: `output` is missing or, for train, does not end with `.keras`.
+        ValueError: The data's format is unknown, or `output` is missing or, for
+            train, does not end with `.keras`.
 
     Example:
     >>> check("train", JobOptions(data="d.parquet", model="mlp.keras", output="out.keras"))
@@ -167,6 +173,7 @@ def check(command, options):
             "No file or folder at --data (a local path, or a URI such as hdfs://...). "
             f"Received: --data={options.data!r}"
         )
+    _data_format(options.data, options.data_format)
     if command == "train" and not (options.output or "").endswith(".keras"):
         raise ValueError(
             "--output must be the .keras file to save the trained model to. "

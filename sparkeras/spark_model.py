@@ -117,7 +117,7 @@ class SparkModel:
         history = keras.callbacks.History()
         callback_list = keras.callbacks.CallbackList(
             [history, *(callbacks or [])], add_history=False, add_progbar=verbose != 0,
-            model=self._model, verbose=verbose, epochs=epochs,
+            model=self._model, verbose=verbose, epochs=epochs, steps=None,
         )
         run = FitRun(
             plan_values={

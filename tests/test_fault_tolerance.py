@@ -159,3 +159,20 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path, spark):
     with pytest.raises(ValueError, match="no checkpoint to resume from"):
         SparkModel(dense_classifier()).fit(frame, checkpoint_dir=str(tmp_path / "none"),
                                            resume=True)
+
+
+def test_a_task_bug_is_not_relaunched_and_names_the_cause(spark):
+    import keras
+
+    from sparkeras import SparkModel
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    # Compiles on the driver, fails in every task: one-hot loss against scalar labels.
+    model.compile("adam", keras.losses.CategoricalCrossentropy())
+    frame = spark.createDataFrame(pd.DataFrame({"features": [[0.0] * 4] * 32, "label": [0] * 32}))
+    spark_model = SparkModel(model, num_workers=2)
+    with pytest.raises(RuntimeError, match="not retried") as info:
+        spark_model.fit(frame, epochs=1, verbose=0)
+    assert "Error: " in str(info.value)
+    assert all(worker["launch"] == 0 for worker in spark_model.workers.values())

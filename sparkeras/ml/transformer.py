@@ -92,16 +92,18 @@ class KerasTransformer(Model, KerasModelParams, KerasReadWrite):
         spark_model = SparkModel(keras_model)
         features, prediction = self.getFeaturesCol(), self.getPredictionCol()
         _, output_shapes, _ = options.check_model(keras_model, compiled=False)
-        if len(output_shapes) != 1 or len(output_shapes[0]) != 2 or output_shapes[0][1] < 2:
+        if len(output_shapes) != 1 or len(output_shapes[0]) != 2 or (output_shapes[0][1] or 0) < 2:
             return spark_model.predict(dataset, features, output_col=prediction)
-        if prediction in dataset.columns:
-            raise ValueError(
-                f"The DataFrame already has a column named {prediction!r}. Set another "
-                f"predictionCol. Received: predictionCol={prediction!r}"
-            )
-        scores = self.getProbabilityCol() or _SCORES_COLUMN
+        probability = self.getProbabilityCol()
+        for param, name in ((self.predictionCol, prediction), (self.probabilityCol, probability)):
+            if name in dataset.columns:
+                raise ValueError(
+                    f"The DataFrame already has a column named {name!r}. Set another "
+                    f"{param.name}. Received: {param.name}={name!r}"
+                )
+        scores = probability or _SCORES_COLUMN
         scored = spark_model.predict(dataset, features, output_col=scores)
         column = functions.col(f"`{scores}`")
         argmax = functions.array_position(column, functions.array_max(column)) - 1
         result = scored.withColumn(prediction, argmax.cast("double"))
-        return result if self.getProbabilityCol() else result.drop(scores)
+        return result if probability else result.drop(scores)

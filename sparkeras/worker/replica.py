@@ -66,12 +66,16 @@ class Replica:
             )
             means = {name: values[-1] for name, values in history.history.items()}
         else:
-            self.model.reset_metrics()
+            # train_on_batch reports one batch's metrics: weight them by size.
+            totals = {}
             for start in range(0, len(index), self._batch_size):
-                stop = start + self._batch_size
-                means = self.model.train_on_batch(
+                stop = min(start + self._batch_size, len(index))
+                logs = self.model.train_on_batch(
                     _take(x, slice(start, stop)), _take(y, slice(start, stop)), return_dict=True
                 )
+                for name, value in logs.items():
+                    totals[name] = totals.get(name, 0.0) + float(value) * (stop - start)
+            means = {name: total / len(index) for name, total in totals.items()}
         return _as_floats(means), len(index)
 
     def evaluate(self, x, y):

@@ -1,0 +1,232 @@
+"""The `sparkeras` command: help, exit codes and the train / evaluate / predict jobs."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from helpers import dense_classifier, digits_arrays
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_command(*arguments):
+    """Runs `python -m sparkeras.cli ARGUMENTS` in a fresh process."""
+    return subprocess.run(
+        [sys.executable, "-m", "sparkeras.cli", *arguments],
+        cwd=_REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def digits_files(spark, tmp_path_factory):
+    """The digits train/test sets as Parquet, and a compiled MLP as a .keras file."""
+    from sparkeras.demo import digits_frames
+
+    folder = tmp_path_factory.mktemp("cli")
+    train_df, test_df = digits_frames(spark)
+    paths = {
+        "train": str(folder / "train.parquet"),
+        "test": str(folder / "test.parquet"),
+        "compiled": str(folder / "mlp.keras"),
+        "trained": str(folder / "trained.keras"),
+    }
+    train_df.write.parquet(paths["train"])
+    test_df.write.parquet(paths["test"])
+    dense_classifier().save(paths["compiled"])
+    return paths, test_df
+
+
+@pytest.fixture(scope="module")
+def trained(digits_files):
+    from sparkeras.cli import main
+
+    paths, _ = digits_files
+    code = main(
+        [
+            "train",
+            "--data",
+            paths["train"],
+            "--model",
+            paths["compiled"],
+            "--output",
+            paths["trained"],
+            "--epochs",
+            "3",
+            "--batch-size",
+            "32",
+            "--num-workers",
+            "2",
+        ]
+    )
+    return code, paths
+
+
+def test_help_describes_commands_with_examples():
+    completed = run_command("--help")
+    assert completed.returncode == 0
+    for text in ("train", "evaluate", "predict", "demo", "examples:", "spark-submit"):
+        assert text in completed.stdout, text
+    train_help = run_command("train", "--help").stdout
+    for option in ("--features-cols", "--label-col", "--num-workers", "--mode", "--conf"):
+        assert option in train_help, option
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["train", "--data", "d.parquet", "--model", "m.keras"], "--output"),
+        (["train", "--data", "d", "--model", "m", "--output", "o", "--mode", "fast"], "fast"),
+        (["predict", "--data", "d", "--model", "m", "--output", "o", "--conf", "x"], "key=value"),
+        (
+            [
+                "evaluate",
+                "--data",
+                "d",
+                "--model",
+                "m",
+                "--features-col",
+                "a",
+                "--features-cols",
+                "b",
+            ],
+            "not allowed",
+        ),
+        (
+            ["evaluate", "--data", "d.parquet", "--model", "missing.keras"],
+            "--model='missing.keras'",
+        ),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_message_and_no_traceback(arguments, message):
+    completed = run_command(*arguments)
+    assert completed.returncode == 2
+    assert message in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+def test_missing_data_and_bad_output_exit_2_before_spark_starts(digits_files):
+    paths, _ = digits_files
+    missing = run_command(
+        "train", "--data", "nowhere.parquet", "--model", paths["compiled"], "--output", "out.keras"
+    )
+    assert missing.returncode == 2 and "--data='nowhere.parquet'" in missing.stderr
+    wrong_output = run_command(
+        "train", "--data", paths["train"], "--model", paths["compiled"], "--output", "out.h5"
+    )
+    assert wrong_output.returncode == 2 and "--output='out.h5'" in wrong_output.stderr
+    unknown_format = run_command(
+        "predict", "--data", paths["compiled"], "--model", paths["compiled"], "--output", "scored"
+    )
+    assert unknown_format.returncode == 2 and "--format" in unknown_format.stderr
+    for completed in (missing, wrong_output, unknown_format):
+        assert "Traceback" not in completed.stderr and "Spark" not in completed.stderr
+
+
+@pytest.mark.spark
+def test_train_saves_a_model_that_learned(trained, digits_files):
+    import keras
+
+    code, paths = trained
+    assert code == 0
+    x_test, y_test = digits_arrays(digits_files[1])
+    model = keras.saving.load_model(paths["trained"])
+    assert np.mean(np.argmax(model.predict(x_test, verbose=0), axis=1) == y_test) > 0.85
+
+
+@pytest.mark.spark
+def test_evaluate_prints_json_or_writes_it(trained, tmp_path, capsys):
+    from sparkeras.cli import main
+
+    _, paths = trained
+    capsys.readouterr()
+    assert main(["evaluate", "--data", paths["test"], "--model", paths["trained"]]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert set(printed) == {"loss", "accuracy"} and printed["accuracy"] > 0.85
+    output = tmp_path / "metrics.json"
+    arguments = ["evaluate", "--data", paths["test"], "--model", paths["trained"]]
+    assert main([*arguments, "--output", str(output)]) == 0
+    assert json.loads(output.read_text()) == pytest.approx(printed)
+
+
+@pytest.mark.spark
+def test_predict_writes_parquet_with_a_prediction_column(spark, trained, tmp_path):
+    from sparkeras.cli import main
+
+    _, paths = trained
+    output = str(tmp_path / "scored.parquet")
+    assert (
+        main(["predict", "--data", paths["test"], "--model", paths["trained"], "--output", output])
+        == 0
+    )
+    scored = spark.read.parquet(output)
+    assert scored.count() == spark.read.parquet(paths["test"]).count()
+    assert {"features", "label", "prediction"} <= set(scored.columns)
+    assert len(scored.first().prediction) == 10
+
+
+@pytest.mark.spark
+def test_predict_reads_csv_feature_columns(spark, tmp_path):
+    import keras
+
+    from sparkeras.cli import main
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.save(tmp_path / "linear.keras")
+    values = np.random.default_rng(0).random((20, 3)).round(3)
+    csv = tmp_path / "rows.csv"
+    csv.write_text("a,b,c\n" + "\n".join(",".join(map(str, row)) for row in values) + "\n")
+    output = str(tmp_path / "scored")
+    arguments = [
+        "predict",
+        "--data",
+        str(csv),
+        "--features-cols",
+        "a,b,c",
+        "--model",
+        str(tmp_path / "linear.keras"),
+        "--output",
+        output,
+    ]
+    assert main(arguments) == 0
+    scored = spark.read.parquet(output).toPandas()
+    expected = model.predict(scored[["a", "b", "c"]].to_numpy("float32"), verbose=0)[:, 0]
+    np.testing.assert_allclose(scored["prediction"], expected, rtol=1e-5)
+
+
+@pytest.mark.spark
+def test_schema_errors_exit_2_and_other_failures_exit_1(trained, capfd):
+    from sparkeras.cli import main
+
+    _, paths = trained
+    code = main(
+        [
+            "evaluate",
+            "--data",
+            paths["test"],
+            "--model",
+            paths["trained"],
+            "--features-col",
+            "pixels",
+        ]
+    )
+    error = capfd.readouterr().err
+    assert code == 2 and "Column 'pixels'" in error and "Traceback" not in error
+    code = main(
+        [
+            "predict",
+            "--data",
+            paths["test"],
+            "--model",
+            paths["trained"],
+            "--output",
+            "/proc/sparkeras-scored",
+        ]
+    )
+    assert code == 1 and "sparkeras predict failed" in capfd.readouterr().err
