@@ -27,7 +27,23 @@ setup(
             "pytest-timeout>=2.3",
             "hypothesis>=6.100",
             "ruff>=0.5",
+            "jax>=0.6",  # the JAX test run (.ci/run) and the multi-device tests
+            # The optional integrations below, and the notebook test (nbclient runs it).
+            "mlflow-skinny>=2.12",
+            "tensorboard>=2.16",
+            "nbclient>=0.10",
+            "nbformat>=5.9",
+            "ipykernel>=6",
+            "ipywidgets>=8",
         ],
+        "jax": ["jax>=0.6"],  # KERAS_BACKEND=jax (CPU; jax[cuda12] for NVIDIA GPUs)
+        # sparkeras.callbacks.MLflowLogger; the skinny client is enough to log runs
+        # (the full `mlflow` package, with its server, works as well).
+        "mlflow": ["mlflow-skinny>=2.12"],
+        # keras.callbacks.TensorBoard writes its summaries through this package.
+        "tensorboard": ["tensorboard>=2.16"],
+        # Jupyter: a kernel, and ipywidgets for the fit's progress widget.
+        "notebook": ["ipykernel>=6", "ipywidgets>=8"],
     },
     entry_points={"console_scripts": ["sparkeras=sparkeras.cli:main"]},
 )

@@ -7,7 +7,7 @@ Driver-side module. The model travels once per call as a broadcast of its
 import uuid
 
 
-def _plan(model, spec, batch_size, custom_objects):
+def _plan(model, spec, batch_size, custom_objects, devices_per_task=None):
     import keras
 
     from sparkeras.worker.plan import InferencePlan
@@ -18,6 +18,7 @@ def _plan(model, spec, batch_size, custom_objects):
         backend=keras.backend.backend(),
         batch_size=batch_size,
         custom_objects=custom_objects,
+        devices_per_task=devices_per_task,
     )
 
 
@@ -27,7 +28,8 @@ def _broadcast(context, model):
     return context.broadcast(model_to_bytes(model))
 
 
-def predict_frame(df, model, spec, output_fields, batch_size, custom_objects):
+def predict_frame(df, model, spec, output_fields, batch_size, custom_objects,
+                  devices_per_task=None):
     """Returns `df` with the prediction columns appended (lazy DataFrame).
 
     The model runs in an Arrow UDF over the projected feature columns only,
@@ -40,6 +42,7 @@ def predict_frame(df, model, spec, output_fields, batch_size, custom_objects):
         output_fields: `StructField`s of the prediction columns.
         batch_size: Rows per `predict_on_batch` call.
         custom_objects: Passed to `keras.saving.load_model` on executors.
+        devices_per_task: `TrainingConfig.devices_per_task`.
     """
     from pyspark.sql import functions
     from pyspark.sql.types import StructType
@@ -50,8 +53,11 @@ def predict_frame(df, model, spec, output_fields, batch_size, custom_objects):
     context = df.sparkSession.sparkContext
     names = [field.name for field in output_fields]
     function = make_predict_function(
-        _plan(model, spec, batch_size, custom_objects), _broadcast(context, model), names
+        _plan(model, spec, batch_size, custom_objects, devices_per_task),
+        _broadcast(context, model),
+        names,
     )
+    function.__name__ = "sparkeras_predict"  # the UDF's name in the query plan and Spark UI
     single = len(output_fields) == 1
     return_type = output_fields[0].dataType if single else StructType(output_fields)
     predict = functions.arrow_udf(function, return_type).asNondeterministic()
@@ -65,14 +71,16 @@ def predict_frame(df, model, spec, output_fields, batch_size, custom_objects):
     )
 
 
-def evaluate_frame(df, model, spec, batch_size, custom_objects):
+def evaluate_frame(df, model, spec, batch_size, custom_objects, devices_per_task=None):
     """Returns the model's metrics on `df`, averaged over partitions by samples."""
     from sparkeras.data import projection
     from sparkeras.worker.infer import EVALUATION_DDL, make_evaluate_task
 
     context = df.sparkSession.sparkContext
     broadcast = _broadcast(context, model)
-    task = make_evaluate_task(_plan(model, spec, batch_size, custom_objects), broadcast)
+    task = make_evaluate_task(
+        _plan(model, spec, batch_size, custom_objects, devices_per_task), broadcast
+    )
     context.setJobDescription("sparkeras evaluate")
     try:
         rows = df.select(projection(spec)).mapInArrow(task, EVALUATION_DDL).collect()

@@ -4,6 +4,7 @@ Driver-side module. Each check raises a `ValueError` or `TypeError` that says
 what was wrong, the value received and what to do.
 """
 
+import math
 from dataclasses import dataclass
 
 MODES = ("synchronous", "asynchronous", "hogwild")
@@ -16,10 +17,13 @@ class TrainingConfig:
 
     Attributes:
         seed: Base seed of the workers' per-epoch shuffling.
-        server_host: Address the parameter server binds to; defaults to the
-            session's `spark.driver.host`.
+        server_host: Address the parameter server binds to and executors
+            connect to. By default it binds to `spark.driver.bindAddress` if
+            set, else `spark.driver.host`, and executors connect to
+            `spark.driver.host`; never all interfaces unless you pass
+            "0.0.0.0" (executors then still connect to `spark.driver.host`).
         server_port: Port, or an inclusive `(low, high)` range to try, for the
-            parameter server; 0 picks a free port.
+            parameter server (firewalled clusters); 0 picks a free port.
         tls: A `sparkeras.ps.TLSConfig` to encrypt parameter-server traffic.
         max_attempts: Launches of the training job before a fit gives up; a
             failed launch is relaunched and resumes from the server's state.
@@ -27,6 +31,13 @@ class TrainingConfig:
             staleness + 1 (versions applied since the worker's pull), as DynSGD.
         max_staleness: Asynchronous modes: refuse deltas more than this many
             versions old (None: no bound).
+        devices_per_task: Devices each replica spans. None (default): every
+            GPU Spark gives the task (`spark.task.resource.gpu.amount`), or
+            one CPU device without GPU resources. An int n on CPU-only tasks
+            splits each task's CPU into n logical devices (TensorFlow logical
+            CPUs, XLA host devices): the multi-device code path without GPUs.
+            With several devices `batch_size` is the task's global batch,
+            split evenly over them, so it must be a multiple of n.
 
     Example:
     >>> SparkModel(model, config=TrainingConfig(server_port=(40000, 40100)))
@@ -39,6 +50,7 @@ class TrainingConfig:
     max_attempts: int = 3
     staleness_damping: bool = True
     max_staleness: int = None
+    devices_per_task: int = None
 
 
 def check_mode(mode):
@@ -125,3 +137,50 @@ def check_model(model, compiled=True):
         [tuple(t.shape) for t in outputs],
         [str(t.dtype) for t in inputs],
     )
+
+
+def check_devices(conf, master, devices_per_task, batch_size=None):
+    """Returns the devices per task, checked against the session's GPU settings.
+
+    Args:
+        conf: The session's `SparkConf` (anything with `.get(key, default)`).
+        master: The session's master URL.
+        devices_per_task: `TrainingConfig.devices_per_task`.
+        batch_size: The fit's batch size, or None (inference rounds it).
+
+    Example:
+    >>> check_devices(spark.sparkContext.getConf(), "local[2]", None, 64)
+    1
+    """
+    if devices_per_task is not None:
+        check_positive_int("devices_per_task", devices_per_task)
+    task_gpus = float(conf.get("spark.task.resource.gpu.amount", None) or 0)
+    if task_gpus and str(master).startswith("local["):
+        raise ValueError(
+            "Spark's local mode does not schedule GPUs: its tasks would wait forever for "
+            "spark.task.resource.gpu.amount. Use a cluster (or local-cluster[N,C,M]) with "
+            "spark.executor.resource.gpu.amount, or drop the GPU settings. "
+            f"Received: master={master!r}, spark.task.resource.gpu.amount={task_gpus:g}"
+        )
+    if task_gpus and devices_per_task not in (None, max(1, int(task_gpus))):
+        raise ValueError(
+            f"Each task gets {task_gpus:g} GPU(s) (spark.task.resource.gpu.amount), and its "
+            "replica spans them all. Leave devices_per_task=None, or change the Spark "
+            f"setting. Received: devices_per_task={devices_per_task}"
+        )
+    count = devices_per_task or max(1, int(task_gpus))
+    if batch_size is not None and count > 1 and batch_size % count:
+        raise ValueError(
+            f"batch_size is the global batch of a task, split evenly over its {count} "
+            f"devices: use a multiple of {count}. Received: batch_size={batch_size}"
+        )
+    executor_gpus = float(conf.get("spark.executor.resource.gpu.amount", None) or 0)
+    reuse = str(conf.get("spark.python.worker.reuse", "true")).lower() == "true"
+    if reuse and task_gpus and executor_gpus > math.ceil(task_gpus):
+        raise ValueError(
+            f"Executors have {executor_gpus:g} GPUs and tasks {task_gpus:g}, so a Python worker "
+            "that Spark reuses could get other GPUs than those its backend started on. Set "
+            "spark.python.worker.reuse=false (each task then forks a fresh worker). "
+            "Received: spark.python.worker.reuse=true"
+        )
+    return count

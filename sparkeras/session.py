@@ -43,6 +43,12 @@ def get_spark(master="local[*]", app_name="sparkeras", conf=None):
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     settings = dict(_EMBEDDED_CONF)
+    backend = _keras_backend()
+    if backend:  # executors (and their preloading daemon) use the driver's backend
+        settings["spark.executorEnv.KERAS_BACKEND"] = backend
+    if any(".resource.gpu." in key for key in conf or {}):
+        # A backend keeps the GPUs it started on: one fresh Python worker per task.
+        settings["spark.python.worker.reuse"] = "false"
     if master.startswith("local"):
         # An embedded session talks to itself only: keep it on loopback.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -53,6 +59,14 @@ def get_spark(master="local[*]", app_name="sparkeras", conf=None):
     session = builder.getOrCreate()
     threading.Thread(target=_start_python_workers, args=(session,), daemon=True).start()
     return session
+
+
+def _keras_backend():
+    """The driver's Keras backend, if Keras is imported or KERAS_BACKEND is set."""
+    keras = sys.modules.get("keras")
+    if keras is not None and hasattr(keras, "backend"):
+        return keras.backend.backend()
+    return os.environ.get("KERAS_BACKEND")
 
 
 def _start_python_workers(session):

@@ -4,7 +4,9 @@ Driver-side module. Every argument is checked here, against the DataFrame's
 schema and the session's settings, before any Spark job starts.
 """
 
-from sparkeras import options
+import contextlib
+
+from sparkeras import options, progress
 from sparkeras.options import TrainingConfig
 
 
@@ -82,8 +84,12 @@ class SparkModel:
             batch_size: Samples per step on each worker.
             validation_data: Optional DataFrame with the same columns; its
                 metrics appear as `val_*` in the history.
-            callbacks: Keras callbacks; they run on the driver with global logs.
-            verbose: 0 silent, 1 or 2 print a line per epoch.
+            callbacks: Keras callbacks; they run on the driver with global logs
+                (batch-level hooks at each progress report, every ~0.5 s,
+                with the global running logs; `batch` counts all workers' steps).
+            verbose: 0 silent, 1 a live progress bar per epoch (steps of all
+                workers, samples/s, running loss; a widget in Jupyter), 2 one
+                line per epoch, "auto" as 1.
             checkpoint_dir: Local path or `pyarrow.fs` URI where the global
                 state is written (atomically) after every epoch.
             resume: Continue from the checkpoint in `checkpoint_dir`, for the
@@ -101,9 +107,11 @@ class SparkModel:
         _check_frame("df", df)
         options.check_positive_int("epochs", epochs)
         options.check_positive_int("batch_size", batch_size)
+        verbose = progress.check_verbose(verbose)
         spec = self._data_spec(df, features_col, label_col, compiled=True)
         spark = df.sparkSession
         num_workers = options.check_num_workers(self.num_workers, *_slots(spark))
+        self._check_devices(spark, batch_size)
         frame = df.select(projection(spec))
         if validation_data is not None:
             self._data_spec(_check_frame("validation_data", validation_data), features_col,
@@ -116,18 +124,24 @@ class SparkModel:
         resume_state = _resume_state(checkpoint_dir, resume, epochs)
         history = keras.callbacks.History()
         callback_list = keras.callbacks.CallbackList(
-            [history, *(callbacks or [])], add_history=False, add_progbar=verbose != 0,
+            [history, *(callbacks or [])], add_history=False, add_progbar=False,
             model=self._model, verbose=verbose, epochs=epochs, steps=None,
+            batch_size=batch_size, mode=self.mode, frequency=self.frequency,
+            num_workers=num_workers,
         )
         run = FitRun(
             plan_values={
                 "mode": self.mode, "epochs": epochs, "batch_size": batch_size, "data": spec,
                 "backend": keras.backend.backend(), "seed": self.config.seed,
                 "custom_objects": self.custom_objects,
+                "devices_per_task": self.config.devices_per_task,
+                "progress_interval_s": (
+                    progress.REPORT_INTERVAL_S if verbose or _has_batch_hooks(callbacks) else None
+                ),
             },
             epochs=epochs, num_workers=num_workers, steps=self._steps,
             server={
-                "host": self.config.server_host or spark.conf.get("spark.driver.host"),
+                **_server_hosts(spark, self.config.server_host),
                 "port": self.config.server_port, "tls": self.config.tls,
             },
             max_attempts=options.check_positive_int("max_attempts", self.config.max_attempts),
@@ -135,8 +149,12 @@ class SparkModel:
             staleness={"damping": self.config.staleness_damping,
                        "max_staleness": self.config.max_staleness},
         )
+        run.batch_hooks = _has_batch_hooks(callbacks)
+        if verbose:
+            run.progress = progress.FitProgress(verbose, epochs, spark.sparkContext)
         self.workers.clear()
-        self.training_summary = run_fit(self._model, frame, callback_list, history, run)
+        with run.progress or contextlib.nullcontext():
+            self.training_summary = run_fit(self._model, frame, callback_list, history, run)
         return history
 
     def evaluate(self, df, features_col="features", label_col="label", batch_size=256):
@@ -150,7 +168,9 @@ class SparkModel:
         _check_frame("df", df)
         options.check_positive_int("batch_size", batch_size)
         spec = self._data_spec(df, features_col, label_col, compiled=True)
-        return evaluate_frame(df, self._model, spec, batch_size, self.custom_objects)
+        self._check_devices(df.sparkSession)
+        return evaluate_frame(df, self._model, spec, batch_size, self.custom_objects,
+                              self.config.devices_per_task)
 
     def predict(self, df, features_col="features", output_col="prediction", batch_size=1024):
         """Returns `df` with the model's predictions in `output_col`.
@@ -174,7 +194,9 @@ class SparkModel:
                 f"The DataFrame already has a column named {clashes[0]!r}. Pass another "
                 f"output_col. Received: output_col={output_col!r}"
             )
-        return predict_frame(df, self._model, spec, fields, batch_size, self.custom_objects)
+        self._check_devices(df.sparkSession)
+        return predict_frame(df, self._model, spec, fields, batch_size, self.custom_objects,
+                             self.config.devices_per_task)
 
     def save(self, path):
         """Saves the driver's model in the `.keras` format."""
@@ -191,6 +213,12 @@ class SparkModel:
 
         model = keras.saving.load_model(path, custom_objects=custom_objects)
         return cls(model, custom_objects=custom_objects, **kwargs)
+
+    def _check_devices(self, spark, batch_size=None):
+        context = spark.sparkContext
+        return options.check_devices(
+            context.getConf(), context.master, self.config.devices_per_task, batch_size
+        )
 
     def _data_spec(self, df, features_col, label_col, compiled):
         from sparkeras.data import resolve_data_spec
@@ -212,6 +240,33 @@ class SparkModel:
         from sparkeras.export import export_saved_model
 
         return export_saved_model(self._model, path)
+
+
+_ALL_INTERFACES = ("0.0.0.0", "::")
+
+
+def _server_hosts(spark, server_host):
+    """Where the parameter server binds, and the address the executors connect to.
+
+    As Spark's own driver services do: bind to `spark.driver.bindAddress` if
+    set (containers with bridged networking), else `spark.driver.host`, and
+    advertise `spark.driver.host`. `TrainingConfig.server_host` sets both,
+    except that executors cannot connect to all interfaces ("0.0.0.0").
+    """
+    driver_host = spark.conf.get("spark.driver.host")
+    bind = server_host or spark.conf.get("spark.driver.bindAddress", None) or driver_host
+    advertised = driver_host if server_host in (None, "", *_ALL_INTERFACES) else server_host
+    return {"host": bind, "advertised_host": advertised}
+
+
+def _has_batch_hooks(callbacks):
+    """Whether a Keras callback implements `on_train_batch_end` (or `on_batch_end`)."""
+    methods = [
+        getattr(callback, name, None)
+        for callback in callbacks or []
+        for name in ("on_train_batch_end", "on_batch_end")
+    ]
+    return any(m is not None and not getattr(m, "_is_default", False) for m in methods)
 
 
 def _resume_state(checkpoint_dir, resume, epochs):

@@ -26,13 +26,19 @@ class FitRun:
         epochs: Total epochs of the fit (resumed ones included).
         num_workers: Number of barrier tasks.
         steps: Steps per exchange round, None for once per epoch.
-        server: dict with the parameter server's `host`, `port` and `tls`.
+        server: dict with the parameter server's `host` (to bind), `port`
+            and `tls`, and optionally `advertised_host`, the address the
+            executors connect to when it differs from `host`.
         max_attempts: Launches of the training job before giving up.
         checkpoint_dir: Where to write the state after each epoch, or None.
         resume_state: A loaded checkpoint to continue from, or None.
         workers: dict the coordinator fills, live, with each registered
             worker's identity (host, pid, launch).
         staleness: `AsyncStore` options for the asynchronous modes.
+        progress: A `sparkeras.progress.FitProgress` showing live progress,
+            or None.
+        batch_hooks: Whether the callbacks' `on_train_batch_end` runs on each
+            progress report (some callback implements it).
     """
 
     plan_values: dict
@@ -45,6 +51,8 @@ class FitRun:
     resume_state: dict = None
     workers: dict = None
     staleness: dict = None
+    progress: object = None
+    batch_hooks: bool = False
 
 
 def _learning_rate(model):
@@ -110,6 +118,10 @@ class _TrainingJob(threading.Thread):
                         f"Received: max_attempts={self._max_attempts}"
                     ) from error
                 epoch, round_in_epoch = self._coordinator.relaunch()
+                self._frame.sparkSession.sparkContext.setJobGroup(
+                    self._group, f"{self._description} (launch {launch + 1}, from epoch "
+                    f"{epoch + 1})", interruptOnCancel=True,
+                )
                 logger.warning(
                     "Training job failed (launch %d of at most %d): %s. Relaunching; resuming "
                     "at epoch %d, round %d from the parameter server's state.",
@@ -181,12 +193,14 @@ def run_fit(model, frame, callbacks, history, run):
         max_connections=max(64, 4 * run.num_workers),
     )
     broadcast = context.broadcast(model_to_bytes(model))
+    secret_broadcast = context.broadcast(secret)  # never in the task's pickle (see ServerAddress)
     group = f"sparkeras-fit-{uuid.uuid4().hex[:12]}"
     job = None
     try:
         server.start()
         host, port = server.address
-        plan = TrainPlan(server=ServerAddress(host, port, secret, run.server["tls"]),
+        host = run.server.get("advertised_host") or host
+        plan = TrainPlan(server=ServerAddress(host, port, secret_broadcast, run.server["tls"]),
                          **run.plan_values)
         description = f"sparkeras fit: {run.epochs} epochs on {run.num_workers} workers"
         job = _TrainingJob(frame, make_train_task(plan, broadcast), SUMMARY_DDL, group,
@@ -194,6 +208,8 @@ def run_fit(model, frame, callbacks, history, run):
         model.stop_training = False
         callbacks.on_train_begin()
         callbacks.on_epoch_begin(start_epoch)
+        # A callback (LearningRateScheduler) may have set the first epoch's rate.
+        coordinator.set_learning_rate(_learning_rate(model))
         job.start()
         _follow_epochs(model, callbacks, coordinator, history, run)
         job.join()
@@ -216,16 +232,37 @@ def run_fit(model, frame, callbacks, history, run):
             job.join(timeout=30)
         server.stop()
         broadcast.destroy()
+        secret_broadcast.destroy()
+
+
+# Keras' optimizers keep at most 5 values per trainable weight (Adam with
+# amsgrad, use_ema and gradient_accumulation_steps), plus a few scalars.
+_OPTIMIZER_SLOTS = 5
+_OPTIMIZER_SCALARS = 8
 
 
 def _max_message_bytes(model):
-    """Largest request: a push of weights, or optimizer state at an epoch end."""
+    """The largest request frame a worker sends (docs/wire-format.md, section 7).
+
+    A frame is `FRAME_OVERHEAD` + JSON header (at most `max_header_bytes`) +
+    payload, each tensor padded to 64 bytes: at most `sum(nbytes) + 64 *
+    len(tensors)`. The largest request carries the weights (`sync`, `push`)
+    or the optimizer state (`epoch_end`); an optimizer not built yet is
+    bounded by `_OPTIMIZER_SLOTS` copies of the trainable weights.
+    """
+    from sparkeras.ps.codec import ALIGNMENT, DEFAULT_MAX_HEADER_BYTES, FRAME_OVERHEAD
     from sparkeras.worker.optimizer_state import optimizer_arrays
 
-    weights = sum(w.nbytes for w in model.get_weights())
-    optimizer = sum(a.nbytes for a in optimizer_arrays(model))
-    # Optimizers not built yet (Adam, say) keep up to 3 values per weight.
-    return max(weights, optimizer, 3 * weights) + (1 << 20)
+    def payload(sizes):
+        return sum(sizes) + ALIGNMENT * len(sizes)
+
+    weights = model.get_weights()  # in the order of model.weights
+    state = [array.nbytes for array in optimizer_arrays(model)]
+    if not state:
+        trainable = [a.nbytes for a, v in zip(weights, model.weights, strict=True) if v.trainable]
+        state = trainable * _OPTIMIZER_SLOTS + [8] * _OPTIMIZER_SCALARS
+    largest = max(payload([w.nbytes for w in weights]), payload(state))
+    return FRAME_OVERHEAD + DEFAULT_MAX_HEADER_BYTES + largest
 
 
 def _resume(model, history, state):
@@ -244,14 +281,23 @@ def _resume(model, history, state):
 def _follow_epochs(model, callbacks, coordinator, history, run):
     """Runs callbacks for each global epoch end until the job reports done."""
     from sparkeras.checkpoint import save_checkpoint
+    from sparkeras.progress import handle_event
+    from sparkeras.worker.optimizer_state import restore_optimizer
 
     while True:
         kind, epoch, logs, weights = coordinator.events.get()
         if kind == "job_done":
             return
+        if kind in ("progress", "warning"):
+            handle_event(kind, epoch, logs, model, callbacks, coordinator, run)
+            continue
         if kind != "epoch_end":
             continue
         model.set_weights(weights)
+        # Callbacks that save the model (ModelCheckpoint) get the optimizer's state too.
+        restore_optimizer(model, coordinator.optimizer_state)
+        if run.progress is not None:
+            run.progress.epoch_end(epoch, logs)
         callbacks.on_epoch_end(epoch, logs)
         if run.checkpoint_dir is not None:
             save_checkpoint(run.checkpoint_dir, epoch + 1, weights, coordinator.optimizer_state,

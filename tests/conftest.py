@@ -11,6 +11,30 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+# The suite's JAX subset: `KERAS_BACKEND=jax python -m pytest -m jax` (.ci/run runs
+# it after the main run). Every public entry point under the other backend: fit
+# in every mode and frequency, evaluate, predict, save/load, the Spark ML stage,
+# and backend neutrality. Tests that start their own backend in a subprocess
+# (test_devices, test_multigpu) cover JAX in the main run already.
+JAX_SUBSET = (
+    "test_spark_model.py",
+    "test_async_modes.py",
+    "test_ml.py",
+    "test_replica.py",
+    "test_jax_backend.py",
+)
+# Left out of it: a minute of CrossValidator fits, which add no new entry point.
+JAX_SUBSET_EXCLUDES = ("test_ml.py::test_cross_validator",)
+
+
+def pytest_collection_modifyitems(config, items):
+    del config
+    for item in items:
+        name = f"{item.path.name}::{item.name}"
+        if item.path.name in JAX_SUBSET and not name.startswith(JAX_SUBSET_EXCLUDES):
+            item.add_marker(pytest.mark.jax)
+
+
 @pytest.fixture(scope="session")
 def spark():
     """A real local[2] SparkSession shared by the tests that ask for it."""

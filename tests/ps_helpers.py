@@ -13,6 +13,20 @@ from sparkeras.ps import auth, codec
 from sparkeras.ps.channel import SocketReader
 
 
+class Exploit:
+    """A pickle payload: unpickling it would create the file `marker`.
+
+    Tests send it where a careless server would unpickle, then assert the
+    marker never appears.
+    """
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
 @contextlib.contextmanager
 def reader_over(data, timeout_s=5.0):
     """A `SocketReader` over a real socketpair holding `data`, then end of stream."""

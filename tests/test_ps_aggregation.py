@@ -203,6 +203,7 @@ def test_barrier_reduce_failure_reaches_every_waiter_and_the_round_can_be_retrie
 
 def test_synchronous_rounds_through_a_real_server():
     """Four workers average sample-weighted weights through TCP, round after round."""
+    samples = (1, 1, 2, 4)
     barrier = RoundBarrier(4, weighted_average, timeout_s=10)
 
     def handler(op, header, tensors):
@@ -217,7 +218,7 @@ def test_synchronous_rounds_through_a_real_server():
             for round_id in range(3):
                 header, weights = client.call(
                     "sync",
-                    {"round": round_id, "worker": worker_id, "samples": 10 * (worker_id + 1)},
+                    {"round": round_id, "worker": worker_id, "samples": samples[worker_id]},
                     [w + 1 for w in weights],
                 )
                 assert header == {"round": round_id}
@@ -225,10 +226,11 @@ def test_synchronous_rounds_through_a_real_server():
 
     with ParameterServer(handler, secret=SECRET) as server:
         results = run_threads(worker, [(server.address, w) for w in range(4)])
-    # Round 0 averages 1, 2, 3, 4 weighted 1:2:3:4 to 3.0; each later round adds 1.
+    # Round 0 averages 1, 2, 3, 4 weighted 1:1:2:4 to 25 / 8; each later round adds 1.
+    # Eighths are exact in binary, so the result is exact whatever order workers arrive in.
     for weights in results:
-        assert np.all(weights[0] == 5.0) and weights[0].dtype == np.float32
-        assert np.all(weights[1] == 5.0) and weights[1].dtype == np.float64
+        assert np.all(weights[0] == 5.125) and weights[0].dtype == np.float32
+        assert np.all(weights[1] == 5.125) and weights[1].dtype == np.float64
 
 
 # AsyncStore --------------------------------------------------------------------

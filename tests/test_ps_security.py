@@ -18,23 +18,13 @@ import time
 
 import numpy as np
 import pytest
-from ps_helpers import RawPeer, frame_bytes, wait_for
+from ps_helpers import Exploit, RawPeer, frame_bytes, wait_for
 
 from sparkeras.ps import ParameterClient, ParameterServer, auth, codec
 
 SECRET = secrets.token_bytes(32)
 MAX_CONNECTIONS = 16
 TIMEOUT_S = 0.5
-
-
-class _Exploit:
-    """Unpickling this would create a marker file."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
 
 
 @pytest.fixture
@@ -121,20 +111,20 @@ class Attacker:
 
     def pickle_instead_of_hello(self):
         with RawPeer(self.address) as peer:
-            peer.send(pickle.dumps([_Exploit(self.marker)] * 10))
+            peer.send(pickle.dumps([Exploit(self.marker)] * 10))
             self._refused("bad_magic", peer)
 
     def pickle_as_header(self):
         peer, _ = self._handshaken()
         with peer:
-            evil = pickle.dumps(_Exploit(self.marker))
+            evil = pickle.dumps(Exploit(self.marker))
             peer.send(_prefix(header_len=len(evil)) + bytes(auth.TAG_BYTES) + evil)
             self._refused("bad_auth", peer)
 
     def pickle_as_payload_with_a_wrong_secret(self):
         peer, key = self._handshaken(secrets.token_bytes(32))
         with peer:
-            evil = pickle.dumps(_Exploit(self.marker))
+            evil = pickle.dumps(Exploit(self.marker))
             header = b'{"op":"x","h":{},"t":[["|u1",[%d]]]}' % len(evil)
             prefix = _prefix(payload_len=len(evil) + (-len(evil) % 64), header_len=len(header))
             peer.send(prefix + auth.tag(key, prefix, header) + header + evil)

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-__all__ = ["AsyncStore", "RoundBarrier", "weighted_average"]
+__all__ = ["AsyncStore", "RoundBarrier", "check_same_structure", "weighted_average"]
 
 _CHUNK_ELEMENTS = 1 << 18  # float64 scratch of 2 MiB: stays in cache
 _REMEMBERED_PUSHES = 1 << 16
@@ -52,7 +52,7 @@ def weighted_average(contributions):
         )
     first_worker, (reference, _) = next(iter(weighted.items()))
     for worker, (tensors, _) in weighted.items():
-        _check_same_structure(reference, tensors, f"worker {first_worker}", f"worker {worker}")
+        check_same_structure(reference, tensors, f"worker {first_worker}", f"worker {worker}")
     total = float(sum(weight for _, weight in weighted.values()))
     parts = [
         ([np.asarray(t) for t in tensors], weight / total) for tensors, weight in weighted.values()
@@ -84,8 +84,14 @@ def _mean_of(index, parts):
     return result
 
 
-def _check_same_structure(expected, received, expected_name, received_name):
-    """Raises ValueError naming the index if two tensor lists differ."""
+def check_same_structure(expected, received, expected_name, received_name):
+    """Raises ValueError naming the index if two tensor lists differ.
+
+    Lists must match in length and, tensor by tensor, in shape and dtype.
+
+    Example:
+    >>> check_same_structure(global_weights, tensors, "the global weights", "worker 1's sync")
+    """
     if len(received) != len(expected):
         raise ValueError(
             f"{received_name} sent {len(received)} tensors but {expected_name} has "
@@ -318,7 +324,7 @@ class AsyncStore:
         >>> store.set_weights(checkpoint_weights)
         """
         weights = [np.asarray(tensor) for tensor in weights]
-        _check_same_structure(self._weights, weights, "the store", "set_weights")
+        check_same_structure(self._weights, weights, "the store", "set_weights")
         with self._maybe_locked(), self._ids_lock:
             for target, source in zip(self._weights, weights, strict=True):
                 np.copyto(target, source)
@@ -345,7 +351,7 @@ class AsyncStore:
         (4, True, 'applied')
         """
         delta = [np.asarray(tensor) for tensor in delta]
-        _check_same_structure(self._weights, delta, "the store", "the push")
+        check_same_structure(self._weights, delta, "the store", "the push")
         with self._maybe_locked():
             with self._ids_lock:
                 staleness = self._version - base_version

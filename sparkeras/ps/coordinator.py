@@ -16,7 +16,13 @@ import math
 import queue
 import threading
 
-from sparkeras.ps.aggregation import AsyncStore, RoundBarrier, weighted_average
+from sparkeras.progress import ProgressTracker
+from sparkeras.ps.aggregation import (
+    AsyncStore,
+    RoundBarrier,
+    check_same_structure,
+    weighted_average,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,12 +73,16 @@ class TrainingCoordinator:
             if mode != "synchronous"
             else None
         )
+        self.progress = ProgressTracker(self.events)
+        self._stop_requested = False
+        self._stop_round = None
         self._handlers = {
             "register": self._register,
             "sync": self._sync,
             "push": self._push,
             "epoch_end": self._epoch_end,
             "fail": self._fail,
+            "progress": self._progress,
         }
 
     # Requests from workers (server threads) -------------------------------
@@ -85,7 +95,10 @@ class TrainingCoordinator:
         return handler(header, tensors)
 
     def _register(self, header, tensors):
+        self._worker("register", header)
+        _count("register", header, "batches")
         self.workers[header["worker"]] = dict(header, launch=self.launch)
+        self.progress.set_batches(header["worker"], header["batches"])
         plan = self._registration.contribute(0, header["worker"], header["batches"])
         epoch, round_in_epoch = self._resume_point()
         optimizer_state = self.optimizer_state or []
@@ -103,7 +116,8 @@ class TrainingCoordinator:
             self._rounds_per_epoch = math.ceil(most / steps)
             self._rounds = RoundBarrier(self.num_workers, self._average,
                                         start_round=self._start_epoch * self._rounds_per_epoch)
-        return {"rounds_per_epoch": self._rounds_per_epoch, "steps_per_round": self._steps_per_round}
+        return {"rounds_per_epoch": self._rounds_per_epoch,
+                "steps_per_round": self._steps_per_round}
 
     def _resume_point(self):
         """The (epoch, round within it) a newly launched worker starts from."""
@@ -116,11 +130,18 @@ class TrainingCoordinator:
         return epoch, max(0, next_round - epoch * self._rounds_per_epoch)
 
     def _sync(self, header, tensors):
+        worker = self._check_exchange("sync", header)
+        check_same_structure(self._weights, tensors, "the global weights",
+                             f"worker {worker}'s sync")
         value = (header["round"], tensors, header["samples"], header.get("sums", {}))
         weights = self._rounds.contribute(header["round"], header["worker"], value)
-        return {"round": header["round"]}, weights
+        stop = self._stop_round is not None and header["round"] >= self._stop_round
+        return {"round": header["round"], "stop": stop}, weights
 
     def _average(self, contributions):
+        if self._stop_requested and self._stop_round is None:
+            # Decided once per round, so every worker of the round gets the same answer.
+            self._stop_round = max(round_id for round_id, _, _, _ in contributions.values())
         weighted = {worker: (tensors, samples)
                     for worker, (_, tensors, samples, _) in contributions.items()}
         with self._lock:
@@ -131,6 +152,15 @@ class TrainingCoordinator:
             return [w.copy() for w in self._weights]
 
     def _push(self, header, tensors):
+        self._check_exchange("push", header)
+        _count("push", header, "base_version")
+        epoch = self._resume_point()[0]
+        if header["round"] // self._rounds_per_epoch != epoch:
+            raise ValueError(
+                f"Worker {header['worker']} pushed for round {header['round']}, which is not in "
+                f"the open epoch {epoch} (rounds {epoch * self._rounds_per_epoch} to "
+                f"{(epoch + 1) * self._rounds_per_epoch - 1}). Received: round={header['round']}."
+            )
         push_id = (header["worker"], header["launch"], header["round"])
         version, applied, reason = self._store.push(
             tensors, base_version=header["base_version"], push_id=push_id
@@ -140,7 +170,8 @@ class TrainingCoordinator:
                 self._add_sums(header["round"] // self._rounds_per_epoch, header["samples"],
                                header.get("sums", {}))
         version, weights = self._store.pull()
-        return {"version": version, "applied": applied, "reason": reason}, weights
+        return {"version": version, "applied": applied, "reason": reason,
+                "stop": self._stop_requested}, weights
 
     def _add_sums(self, epoch, samples, sums):
         totals = self._epoch_sums.setdefault(epoch, {"samples": 0, "sums": {}})
@@ -149,6 +180,14 @@ class TrainingCoordinator:
             totals["sums"][name] = totals["sums"].get(name, 0.0) + value
 
     def _epoch_end(self, header, tensors):
+        self._worker("epoch_end", header)
+        self._current_launch("epoch_end", header)
+        for name in ("epoch", "samples"):
+            _count("epoch_end", header, name)
+        if "validation_samples" in header:
+            _count("epoch_end", header, "validation_samples")
+        _sums("epoch_end", header, "validation_sums")
+        self.progress.take_warnings(header)
         return self._epochs.contribute(header["epoch"], header["worker"], (header, tensors)), []
 
     def _end_epoch(self, reports):
@@ -162,6 +201,7 @@ class TrainingCoordinator:
                  for worker, (header, tensors) in reports.items() if tensors}
         if state:
             self.optimizer_state = weighted_average(state)
+        self.progress.epoch_done(epoch, headers, logs)
         self.events.put(("epoch_end", epoch, logs, self.global_weights))
         decision = self._decisions.get()
         if isinstance(decision, BaseException):
@@ -169,8 +209,56 @@ class TrainingCoordinator:
         return decision
 
     def _fail(self, header, tensors):
+        self._worker("fail", header)
+        if not isinstance(header.get("message"), str):
+            raise ValueError(
+                "A 'fail' request needs message, the worker's error as a str. "
+                f"Received: message={header.get('message')!r:.100}."
+            )
         self.abort(header["message"], failure=header["message"])
         return {}, []
+
+    def _progress(self, header, tensors):
+        """A worker's progress report (and warnings): answered at once, never waits."""
+        self._worker("progress", header)
+        self.progress.report(header, self.launch)
+        return {"stop": self._stop_requested}, []
+
+    # Checks of request headers (a buggy or hostile peer knows the secret too)
+
+    def _worker(self, op, header):
+        """The request's worker id, an int from 0 to num_workers - 1."""
+        return _count(op, header, "worker", high=self.num_workers - 1)
+
+    def _current_launch(self, op, header):
+        """Refuses a request from a launch of the training job that was replaced."""
+        launch = _count(op, header, "launch")
+        if launch != self.launch:
+            raise ValueError(
+                f"Worker {header['worker']}'s {op!r} comes from launch {launch} of the training "
+                f"job, but launch {self.launch} replaced it; its task should have ended. "
+                f"Received: launch={launch}."
+            )
+
+    def _check_exchange(self, op, header):
+        """Checks a `sync` or `push` header before anything is counted; returns the worker."""
+        expected = "sync" if self.mode == "synchronous" else "push"
+        if op != expected:
+            raise ValueError(
+                f"A {self.mode} fit exchanges weights with {expected!r} requests. "
+                f"Received: op={op!r}."
+            )
+        if self._rounds_per_epoch is None:
+            raise ValueError(
+                f"No {op!r} is accepted before every worker registered. Received: {op!r} from "
+                f"worker={header.get('worker')!r:.100}."
+            )
+        worker = self._worker(op, header)
+        self._current_launch(op, header)
+        _count(op, header, "round")
+        _count(op, header, "samples")
+        _sums(op, header, "sums")
+        return worker
 
     # Calls from the driver's main thread ----------------------------------
 
@@ -181,6 +269,15 @@ class TrainingCoordinator:
             return self._store.pull()[1]
         with self._lock:
             return [w.copy() for w in self._weights]
+
+    def set_learning_rate(self, learning_rate):
+        """Sets the rate workers get when they register (None: leave theirs alone)."""
+        self._learning_rate = learning_rate
+
+    def request_stop(self):
+        """Asks the workers to stop within the epoch (a batch-level callback set
+        `model.stop_training`): replies to progress reports and exchanges say so."""
+        self._stop_requested = True
 
     def decide(self, stop, learning_rate=None):
         """Answers the pending epoch end: stop or go on, and the next rate."""
@@ -218,6 +315,35 @@ class TrainingCoordinator:
                 barrier.abort(reason)
         self._decisions.put(RuntimeError(reason))
         self.events.put(("aborted", None, {"reason": reason}, None))
+
+
+def _count(op, header, name, high=None):
+    """`header[name]` if it is an int from 0 (to `high`), else ValueError naming it."""
+    value = header.get(name)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < 0
+        or (high is not None and value > high)
+    ):
+        bound = "of 0 or more" if high is None else f"from 0 to {high}"
+        raise ValueError(
+            f"A {op!r} request needs {name}, an int {bound}. Received: {name}={value!r:.100}."
+        )
+    return value
+
+
+def _sums(op, header, name):
+    """Refuses `header[name]` (optional) unless it maps metric names to numbers."""
+    value = header.get(name, {})
+    if not (
+        isinstance(value, dict)
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values())
+    ):
+        raise ValueError(
+            f"A {op!r} request's {name} must map metric names to numbers. "
+            f"Received: {name}={value!r:.100}."
+        )
 
 
 def _global_logs(reports, count_key, sums_key, prefix):

@@ -62,6 +62,9 @@ class ParameterServer:
             "bad_version", "bad_auth", "replay", "oversized", "malformed",
             "truncated", "stalled", "idle_timeout", "too_many_connections",
             "tls_handshake".
+        handler_errors: `collections.Counter` of the exception class names
+            the handler raised (error replies sent); logged like refusals,
+            once per class every 10 s with a count.
 
     Example:
     >>> secret = secrets.token_bytes(32)
@@ -119,6 +122,10 @@ class ParameterServer:
         self._io_timeout_s = io_timeout_s
         self.refusals = collections.Counter()
         self._refusal_log = _RefusalLog(self.refusals)
+        self.handler_errors = collections.Counter()
+        self._error_log = _RefusalLog(
+            self.handler_errors, "The parameter-server handler raised %s", "error(s)"
+        )
         self._lock = threading.Lock()
         self._state = "new"
         self._connections = {}  # accepted socket -> (current socket, thread)
@@ -191,6 +198,7 @@ class ParameterServer:
             if thread is not threading.current_thread():  # stop() called by a handler
                 thread.join(max(0.0, deadline - time.monotonic()))
         self._refusal_log.flush()
+        self._error_log.flush()
         logger.info("Parameter server on %s:%d stopped.", *self._address)
 
     # Connections ------------------------------------------------------------
@@ -289,13 +297,10 @@ class ParameterServer:
         try:
             result = self._handler(message.op, message.header, message.tensors)
         except Exception as error:
-            logger.warning(
-                "The parameter-server handler raised %s on %r from %s: %s",
-                type(error).__name__,
-                message.op,
-                peer,
-                error,
-                exc_info=True,
+            # A buggy or hostile peer with the secret can repeat a bad request
+            # at will: log the first of each kind per interval, with its trace.
+            self._error_log.record(
+                type(error).__name__, peer, f"{message.op!r}: {error}", exc_info=True
             )
             channel.reply_error(str(error), type(error).__name__)
             return
@@ -315,15 +320,23 @@ class ParameterServer:
 
 
 class _RefusalLog:
-    """Counts refusals; logs each reason at most once per interval, with a count."""
+    """Counts refusals; logs each reason at most once per interval, with a count.
 
-    def __init__(self, counter):
+    Args:
+        counter: The `collections.Counter` to add each reason to.
+        event: Log text before " from <peer>", with one %s for the reason.
+        noun: What the count since the last report counts.
+    """
+
+    def __init__(self, counter, event="Parameter server refused %s", noun="refusal(s)"):
         self._counter = counter
+        self._event = event
+        self._noun = noun
         self._lock = threading.Lock()
         self._last_logged = {}
         self._unlogged = collections.Counter()
 
-    def record(self, reason, peer, detail):
+    def record(self, reason, peer, detail, exc_info=False):
         now = time.monotonic()
         with self._lock:
             self._counter[reason] += 1
@@ -335,11 +348,12 @@ class _RefusalLog:
             count = self._unlogged.pop(reason)
         logger.log(
             logging.INFO if reason in _INFO_REASONS else logging.WARNING,
-            "Parameter server refused %s from %s: %s (%d such refusal(s) since the last report).",
+            f"{self._event} from %s: %s (%d such {self._noun} since the last report).",
             reason,
             peer,
             detail,
             count,
+            exc_info=exc_info,
         )
 
     def flush(self):
@@ -349,7 +363,7 @@ class _RefusalLog:
         for reason, count in sorted(unlogged.items()):
             logger.log(
                 logging.INFO if reason in _INFO_REASONS else logging.WARNING,
-                "Parameter server refused %s %d more time(s) since the last report.",
+                f"{self._event} %d more time(s) since the last report.",
                 reason,
                 count,
             )

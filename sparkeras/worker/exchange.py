@@ -20,14 +20,18 @@ class SynchronousExchange:
         del weights, version  # every round sends whole weights: no base needed
 
     def after_round(self, model, round_id, samples, sums):
-        """Pushes this round's weights and metric sums; adopts the global average."""
-        _, average = self._client.call(
+        """Pushes this round's weights and metric sums; adopts the global average.
+
+        Returns True when the driver asked every worker to stop after this round.
+        """
+        reply, average = self._client.call(
             "sync",
             {"round": round_id, "worker": self._worker_id, "launch": self._launch,
              "samples": samples, "sums": sums},
             model.get_weights(),
         )
         model.set_weights(average)
+        return bool(reply.get("stop"))
 
 
 class AsynchronousExchange:
@@ -46,9 +50,12 @@ class AsynchronousExchange:
         self._version = version
 
     def after_round(self, model, round_id, samples, sums):
-        """Pushes the change since the last pull, then adopts the latest weights."""
+        """Pushes the change since the last pull, then adopts the latest weights.
+
+        Returns True when the driver asked the workers to stop.
+        """
         if samples == 0:
-            return
+            return False
         delta = [local - base for local, base in zip(model.get_weights(), self._base, strict=True)]
         reply, latest = self._client.call(
             "push",
@@ -59,6 +66,7 @@ class AsynchronousExchange:
         model.set_weights(latest)
         self._base = latest
         self._version = reply["version"]
+        return bool(reply.get("stop"))
 
 
 def make_exchange(mode, client, worker_id, launch):

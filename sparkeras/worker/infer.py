@@ -13,15 +13,34 @@ EVALUATION_DDL = "metric string, value double, samples long"
 
 
 def _load(plan, model_broadcast):
+    """The cached model of this worker, on the task's devices, with its distribution.
+
+    Returns:
+        `(model, distribution, shards)`: run the model under
+        `parallel.scope(distribution)`; `shards` is its number of devices.
+    """
     from pyspark import TaskContext
 
+    from sparkeras.worker import devices as task_devices
+    from sparkeras.worker import parallel
     from sparkeras.worker.model_io import cached_model, model_from_bytes
     from sparkeras.worker.runtime import prepare_process
 
-    prepare_process(plan.backend, TaskContext.get().cpus())
-    return cached_model(
-        plan.model_key, lambda: model_from_bytes(model_broadcast.value, plan.custom_objects)
+    context = TaskContext.get()
+    prepare_process(plan.backend, context.cpus())
+    pinned = task_devices.plan_devices(
+        task_devices.task_gpu_addresses(context), getattr(plan, "devices_per_task", None)
     )
+    task_devices.pin_devices(plan.backend, pinned)
+
+    def load():
+        names = task_devices.replica_devices(plan.backend, pinned)
+        distribution = parallel.make_distribution(plan.backend, names)
+        with parallel.scope(distribution):
+            model = model_from_bytes(model_broadcast.value, plan.custom_objects)
+        return model, distribution, len(names)
+
+    return cached_model(plan.model_key, load)
 
 
 def _slice(x, start, stop):
@@ -64,13 +83,18 @@ def make_predict_function(plan, model_broadcast, output_names):
 
     def predict_batches(batches):
         from sparkeras.data import batches_to_arrays, predictions_to_arrow
+        from sparkeras.worker import parallel
 
-        model = _load(plan, model_broadcast)
+        model, distribution, shards = _load(plan, model_broadcast)
         for arrays in batches:
             arrays = list(arrays) if isinstance(arrays, (list, tuple)) else [arrays]
             batch = pa.RecordBatch.from_arrays(arrays, names=list(plan.data.columns))
             x, _ = batches_to_arrays([batch], plan.data)
-            predictions = predict_arrays(model, x, batch.num_rows, plan.batch_size)
+            if shards > 1:  # predict_on_batch would not split the batch over the devices
+                with parallel.scope(distribution):
+                    predictions = parallel.predict_arrays(model, x, plan.batch_size, shards)
+            else:
+                predictions = predict_arrays(model, x, batch.num_rows, plan.batch_size)
             columns = predictions_to_arrow(
                 predictions if len(predictions) > 1 else predictions[0], plan.data
             )
@@ -98,13 +122,15 @@ def make_evaluate_task(plan, model_broadcast):
 
     def evaluate_partition(batches):
         from sparkeras.data import batches_to_arrays
+        from sparkeras.worker import parallel
 
         batches = [batch for batch in batches if batch.num_rows]
         if not batches:
             return
-        model = _load(plan, model_broadcast)
+        model, distribution, shards = _load(plan, model_broadcast)
         x, y = batches_to_arrays(batches, plan.data)
-        logs = model.evaluate(x, y, batch_size=plan.batch_size, verbose=0, return_dict=True)
+        with parallel.scope(distribution):
+            logs = parallel.evaluate_arrays(model, x, y, plan.batch_size, shards)
         samples = sum(batch.num_rows for batch in batches)
         yield pa.RecordBatch.from_pylist(
             [{"metric": name, "value": float(value), "samples": samples}

@@ -12,12 +12,22 @@ SPLIT_COLUMN = "__sparkeras_is_validation"
 
 @dataclass(frozen=True)
 class ServerAddress:
-    """Where a task finds the parameter server and how it proves who it is."""
+    """Where a task finds the parameter server and how it proves who it is.
+
+    The per-fit secret travels as a Spark broadcast, not inside the task's
+    pickled function: PySpark hands that pickle to the JVM through py4j,
+    whose DEBUG log would show it.
+    """
 
     host: str
     port: int
-    secret: bytes = field(repr=False)
+    secret_broadcast: object = field(repr=False)
     tls: object = None
+
+    @property
+    def secret(self):
+        """The per-fit secret, bytes (read from its broadcast on the executor)."""
+        return self.secret_broadcast.value
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,10 @@ class TrainPlan:
         backend: Keras backend the driver uses.
         seed: Base seed for each worker's per-epoch shuffling.
         custom_objects: Passed to `keras.saving.load_model`.
+        devices_per_task: Devices per replica on a CPU task (None: one per
+            GPU of the task, or one CPU device); see `TrainingConfig`.
+        progress_interval_s: Seconds between the workers' progress reports
+            to the driver; None sends none.
     """
 
     server: ServerAddress
@@ -43,6 +57,8 @@ class TrainPlan:
     backend: str
     seed: int = 0
     custom_objects: dict = None
+    devices_per_task: int = None
+    progress_interval_s: float = None
 
 
 @dataclass(frozen=True)
@@ -54,3 +70,4 @@ class InferencePlan:
     backend: str
     batch_size: int
     custom_objects: dict = None
+    devices_per_task: int = None

@@ -31,10 +31,17 @@ class Replica:
     >>> replica = Replica(model, x, y, batch_size=64, seed=7)
     >>> replica.start_epoch(0)
     >>> means, samples = replica.train_steps(0, replica.num_batches)
+
+    With `shards` > 1 the model was built under a data-parallel scope
+    (`sparkeras.worker.parallel`): `batch_size` is the global batch, split
+    evenly over the devices, every round trains through `model.fit` (which
+    splits batches; `train_on_batch` would not), and an epoch's order drops
+    its last `num_samples % shards` rows so every batch splits evenly.
     """
 
-    def __init__(self, model, x, y, batch_size, seed):
+    def __init__(self, model, x, y, batch_size, seed, shards=1):
         self.model = model
+        self._shards = max(1, int(shards))
         self._x = x
         self._y = y
         self._batch_size = batch_size
@@ -47,24 +54,41 @@ class Replica:
         """Reshuffles the local samples, the same way for a given epoch."""
         rng = np.random.default_rng([self._seed, epoch])
         self._order = rng.permutation(self.num_samples)
+        if self._shards > 1:
+            self._order = self._order[: self.num_samples - self.num_samples % self._shards]
 
-    def train_steps(self, first_batch, end_batch):
+    def train_steps(self, first_batch, end_batch, progress=None):
         """Trains batches `[first_batch, end_batch)` of the epoch's order.
 
+        Args:
+            first_batch: First batch of the slice, in the epoch's order.
+            end_batch: Batch after the slice's last.
+            progress: Optional `progress(batches, samples, logs)` called after
+                each batch with the counts so far in the slice and the running
+                means (or a function returning them); returning True ends the
+                slice early (the driver asked training to stop).
+
         Returns:
-            (means, samples): the mean loss and metrics over those samples,
-            and how many samples they were ((`{}`, 0) for an empty slice).
+            (means, samples): the mean loss and metrics over the samples
+            trained, and how many they were ((`{}`, 0) for an empty slice).
         """
         end_batch = min(end_batch, self.num_batches)
         if end_batch <= first_batch:
             return {}, 0
         index = self._order[first_batch * self._batch_size : end_batch * self._batch_size]
         x, y = _take(self._x, index), _take(self._y, index)
-        if end_batch - first_batch >= _MIN_STEPS_FOR_FIT:
+        if not len(index):
+            return {}, 0
+        if self._shards > 1 or end_batch - first_batch >= _MIN_STEPS_FOR_FIT:
+            callbacks = [] if progress is None else [_progress_callback(progress, index,
+                                                                         self._batch_size)]
             history = self.model.fit(
-                x, y, batch_size=self._batch_size, epochs=1, shuffle=False, verbose=0
+                x, y, batch_size=self._batch_size, epochs=1, shuffle=False, verbose=0,
+                callbacks=callbacks,
             )
             means = {name: values[-1] for name, values in history.history.items()}
+            if callbacks and callbacks[0].samples < len(index):
+                return _as_floats(means), callbacks[0].samples
         else:
             # train_on_batch reports one batch's metrics: weight them by size.
             totals = {}
@@ -75,10 +99,33 @@ class Replica:
                 )
                 for name, value in logs.items():
                     totals[name] = totals.get(name, 0.0) + float(value) * (stop - start)
+                if progress is not None and progress(
+                    start // self._batch_size + 1, stop,
+                    lambda stop=stop: {n: t / stop for n, t in totals.items()},
+                ):
+                    index = index[:stop]
+                    break
             means = {name: total / len(index) for name, total in totals.items()}
         return _as_floats(means), len(index)
 
     def evaluate(self, x, y):
         """Returns the model's metrics on `(x, y)` with the current weights."""
-        logs = self.model.evaluate(x, y, batch_size=self._batch_size, verbose=0, return_dict=True)
-        return _as_floats(logs)
+        from sparkeras.worker.parallel import evaluate_arrays
+
+        return evaluate_arrays(self.model, x, y, self._batch_size, self._shards)
+
+
+def _progress_callback(progress, index, batch_size):
+    """A Keras callback passing `model.fit`'s batches to `progress`; stops the fit on request."""
+    import keras
+
+    class _Progress(keras.callbacks.Callback):
+        samples = len(index)
+
+        def on_train_batch_end(self, batch, logs=None):
+            samples = min((batch + 1) * batch_size, len(index))
+            if progress(batch + 1, samples, logs or {}):
+                self.samples = samples
+                self.model.stop_training = True
+
+    return _Progress()

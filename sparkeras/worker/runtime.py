@@ -48,6 +48,8 @@ def prepare_process(backend, threads):
         os.environ[name] = str(threads)
     if backend == "tensorflow":
         _limit_tensorflow_threads(threads)
+    elif backend == "jax":
+        _limit_jax_threads(threads)
 
 
 def _limit_tensorflow_threads(threads):
@@ -64,3 +66,37 @@ def _limit_tensorflow_threads(threads):
         tf.config.threading.set_inter_op_parallelism_threads(threads)
     except RuntimeError:
         pass  # runtime already initialised by an earlier task of this worker
+
+
+def _limit_jax_threads(threads):
+    """Sets XLA's CPU threading flag; it applies when JAX starts its backend.
+
+    Importing JAX (the preloading daemon does) does not start the backend,
+    so the flag set here still applies in a forked worker. One thread per
+    task turns Eigen's multithreading off. XLA's own CPU runtime sizes its
+    thread pool from the process' CPU affinity, which only the cluster
+    manager sets (cgroups cpusets, `taskset`); XLA has no flag for it (an
+    `intra_op_parallelism_threads=N` token is not an XLA flag: XLA ignores it
+    and every flag after it).
+    """
+    merge_xla_flags({"--xla_cpu_multi_thread_eigen": "false" if threads == 1 else "true"})
+
+
+def merge_xla_flags(flags):
+    """Adds `flags` to the XLA_FLAGS variable, replacing those of the same name.
+
+    Args:
+        flags: dict from flag name (as written, e.g. `"--xla_cpu_multi_thread_eigen"`)
+            to its value.
+
+    Example:
+    >>> merge_xla_flags({"--xla_force_host_platform_device_count": "2"})
+    """
+    kept = [
+        item
+        for item in os.environ.get("XLA_FLAGS", "").split()
+        if item.split("=", 1)[0] not in flags
+    ]
+    added = [f"{name}={value}" for name, value in flags.items()]
+    # Ours first: XLA stops reading at a token that is not a flag.
+    os.environ["XLA_FLAGS"] = " ".join([*added, *kept])

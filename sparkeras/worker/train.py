@@ -21,11 +21,14 @@ SUMMARY_SCHEMA = pa.schema(
         ("samples", pa.int64()),
         ("validation_samples", pa.int64()),
         ("epochs_trained", pa.int32()),
+        ("gpus", pa.list_(pa.string())),
+        ("devices", pa.list_(pa.string())),
     ]
 )
 SUMMARY_DDL = (
     "worker int, launch int, host string, pid long, parent_pid long, "
-    "samples long, validation_samples long, epochs_trained int"
+    "samples long, validation_samples long, epochs_trained int, "
+    "gpus array<string>, devices array<string>"
 )
 
 
@@ -43,8 +46,12 @@ def _split(batches):
     return table.filter(pc.invert(is_validation)), table.filter(is_validation)
 
 
-def _run_epochs(plan, replica, exchange, client, worker, validation, start):
-    """Trains from the registered resume point until the last epoch or a stop."""
+def _run_epochs(plan, replica, exchange, client, worker, validation, start, reporter=None):
+    """Trains from the registered resume point until the last epoch or a stop.
+
+    `reporter`, a `ProgressReporter`, counts the epoch's progress for the
+    driver; a stop the driver asks for within an epoch ends it early.
+    """
     from sparkeras.worker.optimizer_state import optimizer_arrays
 
     rounds, steps = start["rounds_per_epoch"], start["steps_per_round"]
@@ -52,14 +59,27 @@ def _run_epochs(plan, replica, exchange, client, worker, validation, start):
     trained = 0
     while epoch < plan.epochs:
         replica.start_epoch(epoch)
+        if reporter is not None:
+            done = min(first_round * steps, replica.num_batches)
+            reporter.start_epoch(epoch, plan.batch_size, done,
+                                 min(done * plan.batch_size, replica.num_samples))
         seen = 0
         for round_index in range(first_round, rounds):
-            means, samples = replica.train_steps(round_index * steps, (round_index + 1) * steps)
+            means, samples = replica.train_steps(round_index * steps, (round_index + 1) * steps,
+                                                 progress=reporter and reporter.batch)
             sums = {name: value * samples for name, value in means.items()}
-            exchange.after_round(replica.model, epoch * rounds + round_index, samples, sums)
+            stop = exchange.after_round(replica.model, epoch * rounds + round_index, samples,
+                                        sums)
             seen += samples
+            if reporter is not None:
+                reporter.round_done(samples, sums)
+            # Synchronous: every worker of the round gets the same answer from the server.
+            if stop or (reporter is not None and reporter.stop):
+                break
         first_round = 0
         report = {"epoch": epoch, **worker, "samples": seen}
+        if reporter is not None:
+            report.update(reporter.epoch_report())
         if validation is not None and len(validation[1]):
             val_logs = replica.evaluate(*validation)
             report["validation_samples"] = len(validation[1])
@@ -134,29 +154,45 @@ def make_train_task(plan, model_broadcast):
         from pyspark import TaskContext
 
         from sparkeras.ps import ParameterClient
+        from sparkeras.worker import devices as task_devices
+        from sparkeras.worker import parallel
         from sparkeras.worker.exchange import make_exchange
         from sparkeras.worker.model_io import model_from_bytes
+        from sparkeras.worker.progress import ProgressReporter, quiet_worker
         from sparkeras.worker.replica import Replica
         from sparkeras.worker.runtime import prepare_process
 
         context = TaskContext.get()
         prepare_process(plan.backend, context.cpus())
+        pinned = task_devices.plan_devices(
+            task_devices.task_gpu_addresses(context), plan.devices_per_task
+        )
+        task_devices.pin_devices(plan.backend, pinned)
+        names = task_devices.replica_devices(plan.backend, pinned)
+        parallel.check_batch_size(plan.batch_size, len(names))
         worker = {"worker": context.partitionId()}
         identity = {"host": socket.gethostname(), "pid": os.getpid(), "parent_pid": os.getppid()}
         server = plan.server
-        with ParameterClient(server.host, server.port, server.secret, tls=server.tls) as client:
+        with (
+            ParameterClient(server.host, server.port, server.secret, tls=server.tls) as client,
+            quiet_worker(ProgressReporter(client, worker, plan.progress_interval_s)) as reporter,
+        ):
             (x, y), validation = _read_partition(batches, plan.data, client, worker)
-            model = model_from_bytes(model_broadcast.value, plan.custom_objects)
-            replica = Replica(model, x, y, plan.batch_size, plan.seed * 100_003 + worker["worker"])
-            start, weights = _register(client, replica, worker, identity)
-            worker["launch"] = start["launch"]
-            exchange = make_exchange(plan.mode, client, worker["worker"], start["launch"])
-            exchange.start(weights, start["version"])
-            epochs_trained = _run_epochs(plan, replica, exchange, client, worker, validation, start)
+            # Under several devices the model is built, and trains, data-parallel.
+            with parallel.scope(parallel.make_distribution(plan.backend, names)):
+                model = model_from_bytes(model_broadcast.value, plan.custom_objects)
+                replica = Replica(model, x, y, plan.batch_size,
+                                  plan.seed * 100_003 + worker["worker"], shards=len(names))
+                start, weights = _register(client, replica, worker, identity)
+                worker["launch"] = start["launch"]
+                exchange = make_exchange(plan.mode, client, worker["worker"], start["launch"])
+                exchange.start(weights, start["version"])
+                epochs_trained = _run_epochs(plan, replica, exchange, client, worker, validation,
+                                             start, reporter)
         yield pa.RecordBatch.from_pylist(
             [{**worker, **identity, "samples": replica.num_samples,
               "validation_samples": len(validation[1]) if validation else 0,
-              "epochs_trained": epochs_trained}],
+              "epochs_trained": epochs_trained, "gpus": list(pinned.gpus), "devices": names}],
             schema=SUMMARY_SCHEMA,
         )
 
