@@ -2,7 +2,6 @@
 
 import os
 import sys
-import time
 
 import pytest
 
@@ -45,16 +44,8 @@ def spark():
         app_name="sparkeras-tests",
         conf={"spark.driver.host": "127.0.0.1", "spark.sql.shuffle.partitions": "4"},
     )
-    _wait_for_warm_up(session)
+    assert sparkeras.session.wait_for_python_workers(session)  # job counts stay exact
     yield session
     session.stop()
 
 
-def _wait_for_warm_up(session, timeout_s=180):
-    """Waits for get_spark's background warm-up job, so job counts stay exact."""
-    tracker = session.sparkContext.statusTracker()
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if tracker.getJobIdsForGroup(None) and not tracker.getActiveJobsIds():
-            return
-        time.sleep(0.2)
