@@ -196,6 +196,8 @@ def main(argv=None):
     0
     """
     args = _parser().parse_args(argv)
+    # Keras is imported below: keep TensorFlow's start-up notices off the console.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         _run(args)
     except _input_errors() as error:
