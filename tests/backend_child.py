@@ -18,19 +18,9 @@ _KEY = bytes(range(32))
 
 def model_and_data():
     """A small compiled classifier and its data (the same under every backend)."""
-    import keras
+    from helpers import dense_classifier
 
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [
-            keras.Input((8,)),
-            keras.layers.Dense(16, activation="relu"),
-            keras.layers.Dense(3, activation="softmax"),
-        ]
-    )
-    model.compile(
-        keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"]
-    )
+    model = dense_classifier(inputs=8, classes=3, hidden=16)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(128, 8)).astype("float32")
     y = (x[:, 0] > 0).astype("int64") + (x[:, 1] > 0).astype("int64")

@@ -3,13 +3,13 @@
 import numpy as np
 
 
-def dense_classifier(inputs=64, classes=10, seed=0, lr=0.01):
-    """A compiled MLP classifier with sparse integer labels."""
+def dense_classifier(inputs=64, classes=10, seed=0, lr=0.01, hidden=32):
+    """A compiled MLP classifier (Adam) with sparse integer labels."""
     import keras
 
     keras.utils.set_random_seed(seed)
     model = keras.Sequential(
-        [keras.Input((inputs,)), keras.layers.Dense(32, activation="relu"),
+        [keras.Input((inputs,)), keras.layers.Dense(hidden, activation="relu"),
          keras.layers.Dense(classes, activation="softmax")]
     )
     model.compile(keras.optimizers.Adam(lr), "sparse_categorical_crossentropy",

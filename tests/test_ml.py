@@ -4,26 +4,14 @@ import os
 
 import numpy as np
 import pytest
+from helpers import dense_classifier
 
 _FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
 
 def iris_classifier(seed=0):
     """A compiled 3-class MLP for the 4 iris measurements."""
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    model = keras.Sequential(
-        [
-            keras.Input((4,)),
-            keras.layers.Dense(16, activation="relu"),
-            keras.layers.Dense(3, activation="softmax"),
-        ]
-    )
-    model.compile(
-        keras.optimizers.Adam(0.05), "sparse_categorical_crossentropy", metrics=["accuracy"]
-    )
-    return model
+    return dense_classifier(inputs=4, classes=3, seed=seed, lr=0.05, hidden=16)
 
 
 def feature_stages():
