@@ -133,25 +133,9 @@ class KerasEstimator(Estimator, KerasEstimatorParams, KerasReadWrite):
         """Sets the given params; see the class docstring. Returns self."""
         return self._set(**self._input_kwargs)
 
-    def setModel(self, value):
-        """Sets `model` to a compiled `keras.Model` or a `.keras` path. Returns self."""
-        return self._set(model=value)
-
-    def setFeaturesCol(self, value):
-        """Sets `featuresCol`. Returns self."""
-        return self._set(featuresCol=value)
-
     def setLabelCol(self, value):
         """Sets `labelCol`. Returns self."""
         return self._set(labelCol=value)
-
-    def setPredictionCol(self, value):
-        """Sets `predictionCol`. Returns self."""
-        return self._set(predictionCol=value)
-
-    def setProbabilityCol(self, value):
-        """Sets `probabilityCol`; "" leaves the probabilities out. Returns self."""
-        return self._set(probabilityCol=value)
 
     def setEpochs(self, value):
         """Sets `epochs`. Returns self."""

@@ -158,6 +158,22 @@ class KerasModelParams(HasFeaturesCol, HasPredictionCol, HasProbabilityCol):
         """
         return self._model_bytes().to_model()
 
+    def setModel(self, value):
+        """Sets `model` to a `keras.Model` (compiled, to fit) or a `.keras` path. Returns self."""
+        return self._set(model=value)
+
+    def setFeaturesCol(self, value):
+        """Sets `featuresCol`. Returns self."""
+        return self._set(featuresCol=value)
+
+    def setPredictionCol(self, value):
+        """Sets `predictionCol`. Returns self."""
+        return self._set(predictionCol=value)
+
+    def setProbabilityCol(self, value):
+        """Sets `probabilityCol`. Returns self."""
+        return self._set(probabilityCol=value)
+
     def _model_bytes(self):
         value = self.getOrDefault(self.model) if self.isDefined(self.model) else None
         if value is None:

@@ -68,22 +68,6 @@ class KerasTransformer(Model, KerasModelParams, KerasReadWrite):
         """Sets the given params; see the class docstring. Returns self."""
         return self._set(**self._input_kwargs)
 
-    def setModel(self, value):
-        """Sets `model` to a `keras.Model` or a `.keras` path. Returns self."""
-        return self._set(model=value)
-
-    def setFeaturesCol(self, value):
-        """Sets `featuresCol`. Returns self."""
-        return self._set(featuresCol=value)
-
-    def setPredictionCol(self, value):
-        """Sets `predictionCol`. Returns self."""
-        return self._set(predictionCol=value)
-
-    def setProbabilityCol(self, value):
-        """Sets `probabilityCol`; "" leaves the probabilities out. Returns self."""
-        return self._set(probabilityCol=value)
-
     def _transform(self, dataset):
         from sparkeras import options
         from sparkeras.spark_model import SparkModel
