@@ -29,7 +29,14 @@ import sys
 import threading
 import warnings
 
-__all__ = ["REPORT_INTERVAL_S", "FitProgress", "ProgressTracker", "WorkerWarning", "check_verbose"]
+__all__ = [
+    "REPORT_INTERVAL_S",
+    "FitProgress",
+    "ProgressTracker",
+    "WorkerWarning",
+    "check_metric_sums",
+    "check_verbose",
+]
 
 logger = logging.getLogger("sparkeras")
 
@@ -194,14 +201,23 @@ def _check_progress(header):
             f"A 'progress' request needs seconds, a number of 0 or more. "
             f"Received: seconds={seconds!r:.100}."
         )
-    sums = header.get("sums", {})
+    check_metric_sums("progress", header, "sums")
+
+
+def check_metric_sums(op, header, name):
+    """Refuses `header[name]` (optional) unless it maps metric names to numbers.
+
+    Example:
+    >>> check_metric_sums("push", {"sums": {"loss": 12.5}}, "sums")
+    """
+    value = header.get(name, {})
     if not (
-        isinstance(sums, dict)
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in sums.values())
+        isinstance(value, dict)
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values())
     ):
         raise ValueError(
-            f"A 'progress' request's sums must map metric names to numbers. "
-            f"Received: sums={sums!r:.100}."
+            f"A {op!r} request's {name} must map metric names to numbers. "
+            f"Received: {name}={value!r:.100}."
         )
 
 

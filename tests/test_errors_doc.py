@@ -33,6 +33,7 @@ _INTERNAL_TYPES = {"CodecError", "ProtocolVersionError", "ConnectionClosed", "Re
 # Messages in user-facing modules that only sparkeras' own code can trigger.
 _INTERNAL_MESSAGES = {
     "A 'progress' request": "a worker's progress report, checked by the server",
+    "must map metric names to numbers": "a worker's request, checked by the server",
     "warnings must be a list": "a worker's progress report, checked by the server",
     "Each warning must be a dict": "a worker's progress report, checked by the server",
     "resolve_data_spec takes the DataFrame's schema": "internal call",

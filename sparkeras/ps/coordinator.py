@@ -16,7 +16,7 @@ import math
 import queue
 import threading
 
-from sparkeras.progress import ProgressTracker
+from sparkeras.progress import ProgressTracker, check_metric_sums
 from sparkeras.ps.aggregation import (
     AsyncStore,
     RoundBarrier,
@@ -186,7 +186,7 @@ class TrainingCoordinator:
             _count("epoch_end", header, name)
         if "validation_samples" in header:
             _count("epoch_end", header, "validation_samples")
-        _sums("epoch_end", header, "validation_sums")
+        check_metric_sums("epoch_end", header, "validation_sums")
         self.progress.take_warnings(header)
         return self._epochs.contribute(header["epoch"], header["worker"], (header, tensors)), []
 
@@ -257,7 +257,7 @@ class TrainingCoordinator:
         self._current_launch(op, header)
         _count(op, header, "round")
         _count(op, header, "samples")
-        _sums(op, header, "sums")
+        check_metric_sums(op, header, "sums")
         return worker
 
     # Calls from the driver's main thread ----------------------------------
@@ -331,19 +331,6 @@ def _count(op, header, name, high=None):
             f"A {op!r} request needs {name}, an int {bound}. Received: {name}={value!r:.100}."
         )
     return value
-
-
-def _sums(op, header, name):
-    """Refuses `header[name]` (optional) unless it maps metric names to numbers."""
-    value = header.get(name, {})
-    if not (
-        isinstance(value, dict)
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values())
-    ):
-        raise ValueError(
-            f"A {op!r} request's {name} must map metric names to numbers. "
-            f"Received: {name}={value!r:.100}."
-        )
 
 
 def _global_logs(reports, count_key, sums_key, prefix):
