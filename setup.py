@@ -10,6 +10,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["sparkeras", "sparkeras.*"]),
+    package_data={"sparkeras": ["resources/*.properties"]},
     install_requires=[
         "pyspark>=4.1,<5",
         "keras>=3.3,<4",

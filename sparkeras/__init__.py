@@ -7,9 +7,13 @@ Example:
 >>> sm.fit(df, features_col="features", label_col="label", epochs=3)
 """
 
-from sparkeras.options import TrainingConfig
-from sparkeras.session import get_spark
-from sparkeras.spark_model import SparkModel
+from sparkeras import quiet
+
+quiet.quiet_tensorflow()  # before anything imports TensorFlow, when sparkeras comes first
+
+from sparkeras.options import TrainingConfig  # noqa: E402
+from sparkeras.session import get_spark  # noqa: E402
+from sparkeras.spark_model import SparkModel  # noqa: E402
 
 __all__ = ["KerasEstimator", "KerasTransformer", "SparkModel", "TrainingConfig", "get_spark"]
 __version__ = "0.1.0"

@@ -55,7 +55,16 @@ def _session_arguments():
         metavar="KEY=VALUE",
         help="a Spark setting for the session; repeat for several",
     )
+    _add_verbose(parser)
     return parser
+
+
+def _add_verbose(parser):
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show Spark's and TensorFlow's own start-up and log lines (also SPARKERAS_VERBOSE=1)",
+    )
 
 
 def _data_arguments(with_label):
@@ -126,6 +135,7 @@ def _parser():
     demo.add_argument(
         "--output", default="sparkeras-demo.keras", help="where to save the trained model"
     )
+    _add_verbose(demo)
     return parser
 
 
@@ -195,9 +205,13 @@ def main(argv=None):
     ...       "--output", "trained.keras", "--epochs", "3"])
     0
     """
+    from sparkeras import quiet
+
     args = _parser().parse_args(argv)
+    if args.verbose:
+        os.environ[quiet.VERBOSE_VARIABLE] = "1"
     # Keras is imported below: keep TensorFlow's start-up notices off the console.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet.quiet_tensorflow()
     try:
         _run(args)
     except _input_errors() as error:

@@ -39,9 +39,12 @@ def get_spark(master="local[*]", app_name="sparkeras", conf=None):
     """
     from pyspark.sql import SparkSession
 
+    from sparkeras import quiet
+
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
+    quiet.quiet_tensorflow()  # the driver's, and the Python workers' (they inherit it)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     settings = dict(_EMBEDDED_CONF)
@@ -55,8 +58,10 @@ def get_spark(master="local[*]", app_name="sparkeras", conf=None):
         # An embedded session talks to itself only: keep it on loopback.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         settings["spark.driver.host"] = "127.0.0.1"
+    settings.update(conf or {})
+    settings.update(quiet.quiet_session_conf(settings))
     builder = SparkSession.builder.master(master).appName(app_name)
-    for key, value in {**settings, **(conf or {})}.items():
+    for key, value in settings.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
     warm_up = threading.Thread(target=_start_python_workers, args=(session,), daemon=True)

@@ -209,9 +209,9 @@ class SparkModel:
         Example:
         >>> sm = SparkModel.load("m.keras", mode="synchronous")
         """
-        import keras
+        from sparkeras.worker.model_io import load_model_file
 
-        model = keras.saving.load_model(path, custom_objects=custom_objects)
+        model = load_model_file(path, custom_objects)
         return cls(model, custom_objects=custom_objects, **kwargs)
 
     def _check_devices(self, spark, batch_size=None):

@@ -8,11 +8,16 @@ to `max_attempts` launches) and resumes from the coordinator's state.
 """
 
 import logging
-import re
 import secrets
 import threading
 import uuid
 from dataclasses import dataclass
+
+from sparkeras.task_errors import (
+    describe_failure,
+    deterministic_failure_message,
+    worker_exception,
+)
 
 logger = logging.getLogger("sparkeras")
 
@@ -103,17 +108,13 @@ class _TrainingJob(threading.Thread):
             except Exception as error:
                 if self._coordinator.failure is not None or self.stop_requested:
                     raise
-                cause = _worker_exception(error)
-                if cause is not None and cause.split(":")[0] in _DETERMINISTIC_ERRORS:
-                    raise RuntimeError(
-                        f"A training task raised {cause}. This is not retried: the same "
-                        "input would fail again. Fix the cause (the model, its compile "
-                        "arguments or custom_objects) and fit again."
-                    ) from error
+                unrecoverable = deterministic_failure_message(worker_exception(error))
+                if unrecoverable is not None:
+                    raise RuntimeError(unrecoverable) from error
                 if launch == self._max_attempts:
                     raise RuntimeError(
                         f"The sparkeras training job failed {launch} time(s); giving up. "
-                        f"Last error: {cause or _first_line(error)}. Fix the cause, or allow "
+                        f"Last error: {describe_failure(error)}. Fix the cause, or allow "
                         "more launches with TrainingConfig(max_attempts=...). "
                         f"Received: max_attempts={self._max_attempts}"
                     ) from error
@@ -125,36 +126,9 @@ class _TrainingJob(threading.Thread):
                 logger.warning(
                     "Training job failed (launch %d of at most %d): %s. Relaunching; resuming "
                     "at epoch %d, round %d from the parameter server's state.",
-                    launch, self._max_attempts, _first_line(error), epoch + 1, round_in_epoch,
+                    launch, self._max_attempts, describe_failure(error), epoch + 1,
+                    round_in_epoch,
                 )
-
-
-# Exceptions a task raises the same way on every launch: relaunching cannot help.
-_DETERMINISTIC_ERRORS = frozenset(
-    ["ValueError", "TypeError", "KeyError", "IndexError", "AttributeError", "NameError",
-     "ImportError", "ModuleNotFoundError", "NotImplementedError", "ZeroDivisionError"]
-)
-
-
-_PYTHON_EXCEPTION = re.compile(r"^(?:[a-z_][\w]*\.)*([A-Z]\w*(?:Error|Exception)): (.*)$")
-
-
-def _worker_exception(error):
-    """The last Python exception a task raised, from Spark's error text, or None.
-
-    Example: "ValueError: Input 0 of layer dense is incompatible ...".
-    """
-    causes = [
-        match for line in str(error).splitlines()
-        if not line.lstrip().startswith(("org.", "java.", "py4j", "scala.", "pyspark."))
-        and (match := _PYTHON_EXCEPTION.match(line.strip()))
-    ]
-    return f"{causes[-1].group(1)}: {causes[-1].group(2)}" if causes else None
-
-
-def _first_line(error):
-    text = str(error).strip().splitlines()
-    return text[0][:300] if text else type(error).__name__
 
 
 def run_fit(model, frame, callbacks, history, run):

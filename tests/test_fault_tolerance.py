@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pandas as pd
@@ -96,22 +95,26 @@ def test_killed_worker_resumes_from_the_last_round(frames, mode, caplog, monkeyp
 
 
 _DRIVER_SCRIPT = r"""
-import sys, numpy as np, pandas as pd, keras
+import sys, threading, numpy as np, pandas as pd, keras
 sys.path.insert(0, sys.argv[3])
 import sparkeras
 from helpers import dense_classifier
 from test_fault_tolerance import _task
 
-class Report(keras.callbacks.Callback):
-    def on_epoch_end(self, epoch, logs=None):
-        print(f"EPOCH_END {epoch}", flush=True)
+class HoldAtEpoch3(keras.callbacks.Callback):
+    # The driver calls on_epoch_begin(2) after writing epoch 2's checkpoint and before
+    # the workers may start epoch 3: the fit waits here until the test kills this driver.
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 2 and sys.argv[2] == "start":
+            print("HOLDING AT EPOCH 3", flush=True)
+            threading.Event().wait()
 
 spark = sparkeras.get_spark("local[2]")
 x, y = _task(4000, 0)
 train = spark.createDataFrame(pd.DataFrame({"features": list(x), "label": y})).repartition(2)
 sm = sparkeras.SparkModel(dense_classifier(inputs=64), num_workers=2)
 history = sm.fit(train, epochs=5, batch_size=64, checkpoint_dir=sys.argv[1],
-                 resume=sys.argv[2] == "resume", callbacks=[Report()], verbose=0)
+                 resume=sys.argv[2] == "resume", callbacks=[HoldAtEpoch3()], verbose=0)
 print("EPOCHS", len(history.history["loss"]), flush=True)
 print("TRAINED", sum(row["epochs_trained"] for row in sm.training_summary) // 2, flush=True)
 """
@@ -130,25 +133,22 @@ def _driver(checkpoint_dir, action):
 def test_killed_driver_resumes_from_its_checkpoint(tmp_path):
     checkpoint_dir = str(tmp_path / "run")
     first = _driver(checkpoint_dir, "start")
-    for line in first.stdout:
-        if line.startswith("EPOCH_END 1"):  # epoch 2 of 5 ended: kill during epoch 3
-            time.sleep(0.2)
-            os.killpg(first.pid, signal.SIGKILL)
-            break
+    # The driver holds at the start of epoch 3 (its own progress, not a timer): kill it there.
+    held = any(line.startswith("HOLDING AT EPOCH 3") for line in first.stdout)
+    os.killpg(first.pid, signal.SIGKILL)
     first.wait(timeout=60)
+    assert held, "the first driver ended before epoch 3"
     assert first.returncode == -signal.SIGKILL
 
     from sparkeras.checkpoint import load_checkpoint
 
-    assert load_checkpoint(checkpoint_dir)["epochs_done"] in (2, 3)
-    done_before = load_checkpoint(checkpoint_dir)["epochs_done"]
+    assert load_checkpoint(checkpoint_dir)["epochs_done"] == 2
     second = _driver(checkpoint_dir, "resume")
     output, _ = second.communicate(timeout=300)
     assert second.returncode == 0, output
     assert "EPOCHS 5" in output
     trained_again = int(output.split("TRAINED")[1].split()[0])
-    assert trained_again == 5 - done_before
-    assert trained_again <= 3  # at most the one interrupted epoch (one round) trained twice
+    assert trained_again == 3  # epochs 3 to 5: none of the checkpointed ones again
 
 
 def test_corrupted_checkpoint_is_refused(tmp_path):
@@ -192,3 +192,42 @@ def test_a_task_bug_is_not_relaunched_and_names_the_cause(spark):
         spark_model.fit(frame, epochs=1, verbose=0)
     assert "Error: " in str(info.value)
     assert all(worker["launch"] == 0 for worker in spark_model.workers.values())
+
+
+def test_a_module_missing_on_the_executors_says_how_to_ship_it(spark, tmp_path, monkeypatch):
+    import importlib
+
+    from sparkeras import SparkModel
+
+    # A module the driver imports from a folder the executors' Python does not see.
+    (tmp_path / "driver_only_helpers.py").write_text("def identity(x):\n    return x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    driver_only = importlib.import_module("driver_only_helpers")
+    frame = spark.createDataFrame(pd.DataFrame({"features": [[0.0] * 4] * 32, "label": [0] * 32}))
+    spark_model = SparkModel(dense_classifier(inputs=4), num_workers=2,
+                             custom_objects={"identity": driver_only.identity})
+    with pytest.raises(RuntimeError, match="cannot import driver_only_helpers") as info:
+        spark_model.fit(frame, epochs=1, verbose=0)
+    assert "spark.pyspark.python" in str(info.value) and "--py-files" in str(info.value)
+
+
+def test_failures_are_described_in_spark_s_own_words_not_py4j_s():
+    from sparkeras.task_errors import describe_failure
+
+    lost = Exception(
+        "An error occurred while calling o162.collectToPython.\n"
+        ": org.apache.spark.SparkException: Job aborted due to stage failure: Task 1 in stage "
+        "7.0 failed 1 times, most recent failure: Lost task 1.0 in stage 7.0 (TID 12) "
+        "(127.0.0.1 executor 1): ExecutorLostFailure (executor 1 exited caused by one of the "
+        "running tasks) Reason: Command exited with code 137\n\tat org.apache.spark.Foo"
+    )
+    assert describe_failure(lost) == (
+        "executor 1 was lost (on 127.0.0.1; Command exited with code 137)"
+    )
+    crashed = Exception("An error occurred while calling o9.collectToPython.\n: "
+                        "org.apache.spark.SparkException: Python worker exited unexpectedly "
+                        "(crashed)")
+    assert "Python worker exited unexpectedly" in describe_failure(crashed)
+    other = Exception("An error occurred while calling o9.collectToPython.\n"
+                      ": org.apache.spark.SparkException: Barrier stage aborted")
+    assert describe_failure(other) == "org.apache.spark.SparkException: Barrier stage aborted"

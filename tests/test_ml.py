@@ -237,24 +237,21 @@ def test_cross_validator_picks_the_longer_training(prepared):
 
 
 @pytest.mark.spark
-def test_parallel_cross_validation_is_refused(prepared):
+def test_parallel_cross_validation_queues_fits_with_sequential_results(prepared):
     from pyspark.ml.evaluation import MulticlassClassificationEvaluator
     from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
 
     from sparkeras import KerasEstimator
-    from sparkeras.ml import estimator as estimator_module
 
-    estimator = KerasEstimator(model=iris_classifier(), epochs=1, numWorkers=1)
-    validator = CrossValidator(
-        estimator=estimator,
-        estimatorParamMaps=ParamGridBuilder().addGrid(estimator.batchSize, [8, 16]).build(),
-        evaluator=MulticlassClassificationEvaluator(),
-        numFolds=2,
-        parallelism=2,
-    )
-    try:
-        with pytest.raises(RuntimeError, match="parallelism=1"):
-            validator.fit(prepared)
-    finally:
-        with estimator_module._FIT_LOCK:  # let the fit that won the race finish
-            pass
+    estimator = KerasEstimator(model=iris_classifier(), epochs=2, numWorkers=1)
+    grid = ParamGridBuilder().addGrid(estimator.batchSize, [8, 16]).build()
+
+    def cross_validate(parallelism):
+        validator = CrossValidator(
+            estimator=estimator, estimatorParamMaps=grid, numFolds=2, seed=5,
+            evaluator=MulticlassClassificationEvaluator(metricName="accuracy"),
+            parallelism=parallelism,
+        )
+        return validator.fit(prepared).avgMetrics
+
+    assert cross_validate(2) == pytest.approx(cross_validate(1), abs=1e-6)

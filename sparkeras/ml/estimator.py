@@ -4,7 +4,6 @@ Driver-side module. `fit` trains with `SparkModel.fit` (one barrier job,
 parameter server on the driver) and returns a `KerasTransformer`.
 """
 
-import contextlib
 import threading
 
 from pyspark import keyword_only
@@ -17,23 +16,10 @@ from sparkeras.ml.transformer import KerasTransformer
 
 __all__ = ["KerasEstimator"]
 
-_FIT_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _only_fit_in_driver():
-    """Refuses a second fit while one runs: each takes every task slot it asks for."""
-    if not _FIT_LOCK.acquire(blocking=False):
-        raise RuntimeError(
-            "Another KerasEstimator fit is already running in this driver. A fit is one "
-            "barrier Spark job holding all its task slots, so fits cannot run side by side: "
-            "keep CrossValidator / TrainValidationSplit at parallelism=1 (their default) "
-            "and fit estimators one after the other. Received: a second concurrent fit"
-        )
-    try:
-        yield
-    finally:
-        _FIT_LOCK.release()
+# Fits started from several threads (CrossValidator(parallelism=N), Hyperopt's
+# SparkTrials, Optuna) wait here for their turn: each fit trains alone, as it
+# would one after the other, so its results do not depend on the others.
+_FITS_IN_TURN = threading.Lock()
 
 
 class KerasEstimator(Estimator, KerasEstimatorParams, KerasReadWrite):
@@ -46,9 +32,10 @@ class KerasEstimator(Estimator, KerasEstimatorParams, KerasReadWrite):
     fitted `KerasTransformer` carries the trained model, the column params
     and the fit's `history`.
 
-    A fit is one barrier Spark job that holds its task slots until it ends:
-    use `CrossValidator` and `TrainValidationSplit` with `parallelism=1` (the
-    default); a second fit started while one runs raises a `RuntimeError`.
+    A fit is one barrier Spark job that holds its task slots until it ends.
+    Fits started from several threads (`CrossValidator(parallelism=2)`,
+    tuning libraries' trial threads) are queued and train one at a time, so
+    each gives what it would give alone.
 
     Validation rows, held out of training, give the `val_*` entries of the
     history: mark them with a boolean `validationCol`, or hold out a random
@@ -175,7 +162,7 @@ class KerasEstimator(Estimator, KerasEstimatorParams, KerasReadWrite):
 
         model_bytes = self._model_bytes()
         train_df, validation_df = self._split(dataset)
-        with _only_fit_in_driver():
+        with _FITS_IN_TURN:
             spark_model = SparkModel(
                 model_bytes.to_model(),
                 mode=self.getMode(),

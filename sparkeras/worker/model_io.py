@@ -32,17 +32,41 @@ def model_from_bytes(data, custom_objects=None):
     Example:
     >>> model = model_from_bytes(model_to_bytes(model))
     """
-    import keras
-
     with tempfile.TemporaryDirectory(prefix="sparkeras-") as folder:
         path = os.path.join(folder, "model.keras")
         with open(path, "wb") as handle:
             handle.write(data)
-        with warnings.catch_warnings():
-            # A model saved before its optimizer was built (never trained)
-            # loads with a freshly built optimizer: nothing is lost.
-            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-            return keras.saving.load_model(path, custom_objects=custom_objects, compile=True)
+        return load_model_file(path, custom_objects)
+
+
+_UNBUILT_OPTIMIZER_WARNING = "Skipping variable loading for optimizer"
+
+
+def load_model_file(path, custom_objects=None):
+    """Loads a `.keras` file, compiled, without a false optimizer warning.
+
+    A model saved before its optimizer was built (compiled, never trained)
+    loads with a freshly built optimizer and Keras warns that it skipped the
+    saved optimizer's variables: nothing is lost then, so that warning is
+    dropped. It is kept when the saved optimizer had trained (its state is
+    really missing).
+
+    Example:
+    >>> model = load_model_file("compiled.keras")
+    """
+    import keras
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = keras.saving.load_model(path, custom_objects=custom_objects, compile=True)
+    optimizer = getattr(model, "optimizer", None)
+    never_trained = optimizer is None or int(keras.ops.convert_to_numpy(optimizer.iterations)) == 0
+    for warning in caught:
+        if never_trained and _UNBUILT_OPTIMIZER_WARNING in str(warning.message):
+            continue
+        warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                               warning.lineno)
+    return model
 
 
 def cached_model(key, load):
