@@ -77,7 +77,9 @@ def make_parallel(model, devices=None, custom_objects=None):
     """Returns a copy of `model` that runs data-parallel on `devices`.
 
     The copy has the model's architecture, weights, compile settings and
-    optimizer state; training it leaves `model` unchanged. With one device
+    optimizer state; training it leaves `model` unchanged. Compile `model`
+    before wrapping it, or compile the returned copy afterwards (the order of
+    keras_exp's and Keras 2's `multi_gpu_model`): both work. With one device
     (or none found) `model` itself is returned.
 
     Args:
@@ -152,6 +154,9 @@ def _route_methods(model, backend, distribution, shards):
 
         return run
 
+    # Compiled after wrapping (keras_exp's and Keras 2's order), the optimizer must
+    # be built under the distribution as well.
+    _set(model, "compile", in_scope(model.compile))
     if backend == "jax":
         predict_in_scope = in_scope(model.predict)
 

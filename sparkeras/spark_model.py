@@ -114,10 +114,13 @@ class SparkModel:
         self._check_devices(spark, batch_size)
         frame = df.select(projection(spec))
         if validation_data is not None:
-            self._data_spec(_check_frame("validation_data", validation_data), features_col,
-                            label_col, compiled=True)
+            # Its own projection: its columns may be of another supported kind (vectors
+            # from a VectorAssembler where training has arrays); both project alike.
+            validation_spec = self._data_spec(_check_frame("validation_data", validation_data),
+                                              features_col, label_col, compiled=True)
             frame = frame.withColumn(SPLIT_COLUMN, _literal(False)).unionByName(
-                validation_data.select(projection(spec)).withColumn(SPLIT_COLUMN, _literal(True))
+                validation_data.select(projection(validation_spec))
+                .withColumn(SPLIT_COLUMN, _literal(True))
             )
         if frame.rdd.getNumPartitions() != num_workers or validation_data is not None:
             frame = frame.repartition(num_workers)

@@ -135,3 +135,21 @@ def test_multi_output_model(spark):
                                                 "target": target}))
     _, predicted = _fit_and_predict(model, frame, "features", ["label", "target"])
     assert {"prediction_cls", "prediction_reg"} <= set(predicted.columns)
+
+
+def test_validation_frame_with_another_feature_kind_than_training(spark):
+    from pyspark.ml.feature import VectorAssembler
+
+    from sparkeras import SparkModel
+
+    x, label = _data()
+    train = spark.createDataFrame(pd.DataFrame({"features": list(x), "label": label}))
+    x_val, label_val = _data(seed=1)
+    validation = VectorAssembler(inputCols=["c0", "c1", "c2", "c3"], outputCol="features")
+    validation = validation.transform(spark.createDataFrame(pd.DataFrame(
+        {**{f"c{i}": x_val[:, i] for i in range(4)}, "label": label_val})))
+    spark_model = SparkModel(_classifier(), num_workers=2)
+    history = spark_model.fit(train, epochs=2, batch_size=32, validation_data=validation,
+                              verbose=0)
+    expected = spark_model.model.evaluate(x_val, label_val, verbose=0, return_dict=True)
+    assert history.history["val_accuracy"][-1] == pytest.approx(expected["accuracy"], abs=0.005)

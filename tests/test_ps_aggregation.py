@@ -2,10 +2,10 @@
 
 import secrets
 import threading
-import time
 
 import numpy as np
 import pytest
+from ps_helpers import wait_for
 
 from sparkeras.ps import (
     AsyncStore,
@@ -112,13 +112,13 @@ def test_barrier_replaces_a_retried_contribution_and_caches_the_last_result():
     barrier = RoundBarrier(2, lambda values: dict(values), start_round=5)
     first = threading.Thread(target=barrier.contribute, args=(5, 0, "first try"))
     first.start()
-    time.sleep(0.1)  # let the first attempt arrive and wait
+    assert wait_for(lambda: barrier.arrived == 1, timeout_s=60)  # the first attempt waits
     results = run_threads(barrier.contribute, [(5, 0, "retry"), (5, 1, "other")])
     first.join(5)
     assert results == [{0: "retry", 1: "other"}] * 2
-    started = time.monotonic()
+    # A retry after a lost reply gets the cached result alone: no other worker comes.
     assert barrier.contribute(5, 1, "lost reply") == {0: "retry", 1: "other"}
-    assert time.monotonic() - started < 1
+    assert barrier.arrived == 0 and barrier.last_completed_round == 5
 
 
 def test_barrier_refuses_old_and_future_rounds_naming_both():
@@ -147,7 +147,7 @@ def test_barrier_abort_wakes_waiters_and_refuses_later_contributions():
     threads = [threading.Thread(target=contribute, args=(w,)) for w in range(2)]
     for thread in threads:
         thread.start()
-    time.sleep(0.1)
+    assert wait_for(lambda: barrier.arrived == 2, timeout_s=60)
     barrier.abort("The driver stopped the fit.")
     for thread in threads:
         thread.join(5)
@@ -177,7 +177,7 @@ def test_barrier_discard_open_round_releases_waiters_and_starts_over():
 
     thread = threading.Thread(target=stale_attempt)
     thread.start()
-    time.sleep(0.1)
+    assert wait_for(lambda: barrier.arrived == 1, timeout_s=60)
     barrier.discard_open_round()
     thread.join(5)
     assert errors and "discarded" in errors[0]

@@ -247,7 +247,6 @@ def test_hostile_requests_are_refused_while_a_legit_client_works(server, calls, 
         attacker.wrong_hello_kind,
     ]
     peak_rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    started = time.monotonic()
     legit = LegitWorker(server.address)
     legit.start()
 
@@ -291,7 +290,6 @@ def test_hostile_requests_are_refused_while_a_legit_client_works(server, calls, 
     assert not os.path.exists(marker)
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_rss_kib) / 1024
     assert grown_mib < 100, f"peak memory grew by {grown_mib:.0f} MiB"
-    assert time.monotonic() - started < 20
 
 
 def test_refusals_are_logged_once_per_reason_per_interval(server, caplog):

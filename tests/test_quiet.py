@@ -52,3 +52,20 @@ def test_a_fit_on_the_embedded_session_prints_no_start_up_notices():
 def test_sparkeras_verbose_brings_spark_s_notices_back():
     result = _run("start", SPARKERAS_VERBOSE="1")
     assert "Using Spark's default log4j profile" in result.stderr, result.stderr
+
+
+def test_loading_a_compiled_never_trained_model_warns_nothing(tmp_path):
+    import warnings
+
+    import keras
+
+    from sparkeras import SparkModel
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.save(tmp_path / "compiled.keras")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = SparkModel.load(str(tmp_path / "compiled.keras"))
+    assert loaded.model.optimizer is not None
+    assert not [str(w.message) for w in caught if "optimizer" in str(w.message)], caught

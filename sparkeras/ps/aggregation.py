@@ -152,6 +152,12 @@ class RoundBarrier:
         self._abort_reason = None
 
     @property
+    def arrived(self):
+        """How many workers have contributed to the open round so far."""
+        with self._condition:
+            return len(self._open.values)
+
+    @property
     def last_completed_round(self):
         """Id of the last round reduced, or None."""
         with self._condition:
