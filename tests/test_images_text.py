@@ -192,6 +192,12 @@ def _texts(spark, rows=ROWS, seed=1):
                                                "id": np.arange(rows)})), text, label
 
 
+def _tensor(text):
+    import tensorflow as tf
+
+    return tf.constant(text)[:, None]
+
+
 def _text_model():
     import keras
 
@@ -199,7 +205,8 @@ def _text_model():
     vectorize = keras.layers.TextVectorization(output_mode="multi_hot",
                                                vocabulary=[*WORDS[0], *WORDS[1]])
     text_in = keras.Input((1,), dtype="string")
-    out = keras.layers.Dense(2, activation="softmax")(vectorize(text_in))
+    words = keras.layers.Flatten()(vectorize(text_in))  # (None, 1, vocabulary) to 2-D
+    out = keras.layers.Dense(2, activation="softmax")(words)
     model = keras.Model(text_in, out)
     model.compile(keras.optimizers.Adam(0.1), "sparse_categorical_crossentropy",
                   metrics=["accuracy"])
@@ -211,13 +218,14 @@ def test_string_column_feeds_a_string_input(spark):
 
     frame, text, label = _texts(spark)
     spark_model = SparkModel(_text_model(), num_workers=2)
-    spark_model.fit(frame, "text", "label", epochs=3, batch_size=16, verbose=0)
-    local = spark_model.model.evaluate(np.array(text, dtype=object)[:, None], label, verbose=0,
-                                       return_dict=True)
+    # batch_size=2: 60 steps a round, so the replica trains through model.fit (not
+    # train_on_batch), which takes text only as tf.string tensors.
+    spark_model.fit(frame, "text", "label", epochs=2, batch_size=2, verbose=0)
+    local = spark_model.model.evaluate(_tensor(text), label, verbose=0, return_dict=True)
     remote = spark_model.evaluate(frame, "text", "label")
     assert remote["accuracy"] == pytest.approx(local["accuracy"]) and local["accuracy"] > 0.9
     predicted = _predicted_by_id(spark_model.predict(frame, "text"))
-    expected = spark_model.model.predict(np.array(text, dtype=object)[:, None], verbose=0)
+    expected = spark_model.model.predict(_tensor(text), verbose=0)
     np.testing.assert_allclose(predicted, expected, rtol=1e-4, atol=1e-5)
 
 

@@ -29,7 +29,7 @@ from sparkeras.data.binary import decoded_matrix, image_matrix
 from sparkeras.data.errors import DataContentError
 from sparkeras.data.spec import is_scalar_row
 
-__all__ = ["batches_to_arrays", "predictions_to_arrow"]
+__all__ = ["batches_to_arrays", "keras_inputs", "predictions_to_arrow"]
 
 
 def batches_to_arrays(batches, spec):
@@ -94,6 +94,27 @@ def predictions_to_arrow(predictions, spec):
         _prediction_array(np.asarray(output), shape)
         for output, shape in zip(outputs, spec.prediction_shapes, strict=True)
     ]
+
+
+def keras_inputs(x):
+    """`x` with its text arrays as TensorFlow string tensors, for Keras' fit/evaluate/predict.
+
+    `batches_to_arrays` gives a model input of dtype string as a numpy array
+    of `str` objects, which `train_on_batch` and `predict_on_batch` take but
+    Keras' `fit`, `evaluate` and `predict` refuse; a `tf.string` tensor works
+    for both. Numeric arrays pass unchanged, so call it on any model input.
+    (String inputs are refused on the driver under other backends.)
+
+    Example:
+    >>> model.evaluate(keras_inputs(x), y, return_dict=True)
+    """
+    arrays = x if isinstance(x, list) else [x]
+    if not any(getattr(array, "dtype", None) == object for array in arrays):
+        return x
+    import tensorflow as tf
+
+    converted = [tf.constant(a) if a.dtype == object else a for a in arrays]
+    return converted if isinstance(x, list) else converted[0]
 
 
 def _as_table(batches):
