@@ -262,7 +262,7 @@ def test_decode_that_raises_names_column_row_and_function(spark, pictures):
     values[7] = b"garbage"
     frame = spark.createDataFrame(pd.DataFrame({"image": values, "label": label[:40]}))
     with pytest.raises(DataContentError) as info:
-        SparkModel(_cnn(), num_workers=1).fit(frame.coalesce(1), "image", "label", verbose=0,
+        SparkModel(_cnn(), num_workers=1).fit(frame.repartition(1), "image", "label", verbose=0,
                                               decode=failing_decode)
     message = str(info.value)
     for fragment in ["'failing_decode'", "column 'image'", "at row 7 of a batch of 40",
@@ -381,3 +381,24 @@ def test_string_model_under_jax_fails_before_any_job(tmp_path):
     assert "REFUSED jax" in result.stdout, result.stdout + result.stderr[-3000:]
     assert "decode={'text': function}" in result.stdout
     assert "JOBS 0" in result.stdout
+
+
+def test_null_image_is_refused_by_name(spark):
+    """A frame built with the ImageSchema field layout, one image null."""
+    from pyspark.sql import types as T
+
+    from sparkeras.data import DataContentError, batches_to_arrays, projection, resolve_data_spec
+
+    image = T.StructType([
+        T.StructField("origin", T.StringType()), T.StructField("height", T.IntegerType()),
+        T.StructField("width", T.IntegerType()), T.StructField("nChannels", T.IntegerType()),
+        T.StructField("mode", T.IntegerType()), T.StructField("data", T.BinaryType()),
+    ])
+    bgr = bytes(range(2 * 2 * 3))
+    frame = spark.createDataFrame([(("a", 2, 2, 3, 16, bgr),), (None,)],
+                                  T.StructType([T.StructField("picture", image)]))
+    spec = resolve_data_spec(frame.schema, "picture", None, [(None, 2, 2, 3)], [(None, 1)])
+    x, _ = batches_to_arrays(frame.limit(1).select(*projection(spec)).toArrow(), spec)
+    np.testing.assert_array_equal(x[0], np.frombuffer(bgr, np.uint8).reshape(2, 2, 3)[..., ::-1])
+    with pytest.raises(DataContentError, match="'picture' has 1 null image"):
+        batches_to_arrays(frame.select(*projection(spec)).toArrow(), spec)

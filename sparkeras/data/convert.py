@@ -109,12 +109,16 @@ def keras_inputs(x):
     >>> model.evaluate(keras_inputs(x), y, return_dict=True)
     """
     arrays = x if isinstance(x, list) else [x]
-    if not any(getattr(array, "dtype", None) == object for array in arrays):
+    if not any(_is_text(array) for array in arrays):
         return x
     import tensorflow as tf
 
-    converted = [tf.constant(a) if a.dtype == object else a for a in arrays]
+    converted = [tf.constant(a) if _is_text(a) else a for a in arrays]
     return converted if isinstance(x, list) else converted[0]
+
+
+def _is_text(array):
+    return getattr(getattr(array, "dtype", None), "kind", None) == "O"
 
 
 def _as_table(batches):

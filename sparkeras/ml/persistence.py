@@ -4,10 +4,10 @@ Driver-side module. A stage saved at `path` is Spark's `path/metadata` (JSON:
 class, uid, params; `DefaultParamsWriter`) plus the Keras model beside it in
 `path/model.keras`, and the `decode` param, a function, pickled by value
 (cloudpickle) in `path/decode.pkl`: loading it runs that pickle, so load
-stages only from paths you trust, as with any pickle. All go through Spark's Hadoop file system layer, so any
-path Spark itself can save to works (local, `file:`, `hdfs:`, `s3a:`, ...),
-and a `Pipeline` or `PipelineModel` holding the stages saves and loads with
-`write().save(path)` and `load(path)`.
+stages only from paths you trust, as with any pickle. All go through Spark's
+Hadoop file system layer, so any path Spark itself can save to works (local,
+`file:`, `hdfs:`, `s3a:`, ...), and a `Pipeline` or `PipelineModel` holding
+the stages saves and loads with `write().save(path)` and `load(path)`.
 """
 
 import os
