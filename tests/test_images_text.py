@@ -264,10 +264,18 @@ def test_decode_that_raises_names_column_row_and_function(spark, pictures):
     with pytest.raises(DataContentError) as info:
         SparkModel(_cnn(), num_workers=1).fit(frame.repartition(1), "image", "label", verbose=0,
                                               decode=failing_decode)
-    message = str(info.value)
-    for fragment in ["'failing_decode'", "column 'image'", "at row 7 of a batch of 40",
-                     "ValueError: not a PNG file", "value=b'garbage'"]:
-        assert fragment in message, (fragment, message)
+    fragments = ["'failing_decode'", "column 'image'", "at row 7 of a batch of 40",
+                 "ValueError: not a PNG file", "value=b'garbage'"]
+    for fragment in fragments:
+        assert fragment in str(info.value), (fragment, str(info.value))
+    spark_model = SparkModel(_cnn(), num_workers=1)
+    with pytest.raises(DataContentError) as info:  # raised bare, not as Spark's job error
+        spark_model.evaluate(frame.repartition(1), "image", "label", decode=failing_decode)
+    assert all(fragment in str(info.value) for fragment in fragments), str(info.value)
+    predicted = spark_model.predict(frame.repartition(1), "image", decode=failing_decode)
+    with pytest.raises(Exception) as info:  # lazy: the action's Spark error carries it
+        predicted.collect()
+    assert all(fragment in str(info.value) for fragment in fragments[:3]), str(info.value)
 
 
 def test_decode_returning_the_wrong_shape(spark, png_frame):
