@@ -382,10 +382,12 @@ def test_string_model_under_jax_fails_before_any_job(tmp_path):
         "except DataSchemaError as error:\n"
         "    print('REFUSED', keras.backend.backend(), str(error))\n"
         "print('JOBS', len(spark.sparkContext.statusTracker().getJobIdsForGroup()) - len(jobs))\n"
+        "spark.stop()\n"
+        "import os, sys; sys.stdout.flush(); os._exit(0)  # no wait on Spark's threads\n"
     )
     env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": os.pathsep.join(sys.path)}
     result = subprocess.run([sys.executable, str(child)], capture_output=True, text=True,
-                            env=env, timeout=300, check=False)
+                            env=env, timeout=600, check=False)
     assert "REFUSED jax" in result.stdout, result.stdout + result.stderr[-3000:]
     assert "decode={'text': function}" in result.stdout
     assert "JOBS 0" in result.stdout
