@@ -86,8 +86,11 @@ def main():
 
     import sparkeras
 
+    # The array<float> frame travels from pandas through the driver's JVM: 20,000
+    # rows of 3,072 floats overflow the default 1 GB heap.
     spark = sparkeras.get_spark("local[2]", app_name="sparkeras-bench-images",
-                                conf={"spark.driver.host": "127.0.0.1"})
+                                conf={"spark.driver.host": "127.0.0.1",
+                                      "spark.driver.memory": "4g"})
     sparkeras.session.wait_for_python_workers(spark)
     pixels, label = make_pictures(args.rows)
     pngs = [to_png(p) for p in pixels]
