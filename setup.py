@@ -36,6 +36,7 @@ setup(
             "nbformat>=5.9",
             "ipykernel>=6",
             "ipywidgets>=8",
+            "pillow>=9",  # tests/test_images_text.py and bench/images.py make PNGs
         ],
         "jax": ["jax>=0.6"],  # KERAS_BACKEND=jax (CPU; jax[cuda12] for NVIDIA GPUs)
         # sparkeras.callbacks.MLflowLogger; the skinny client is enough to log runs
@@ -45,6 +46,8 @@ setup(
         "tensorboard": ["tensorboard>=2.16"],
         # Jupyter: a kernel, and ipywidgets for the fit's progress widget.
         "notebook": ["ipykernel>=6", "ipywidgets>=8"],
+        # Decoding encoded images (PNG, JPEG) in a decode= function on the executors.
+        "images": ["pillow>=9"],
     },
     entry_points={"console_scripts": ["sparkeras=sparkeras.cli:main"]},
 )

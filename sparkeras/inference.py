@@ -74,6 +74,7 @@ def predict_frame(df, model, spec, output_fields, batch_size, custom_objects,
 def evaluate_frame(df, model, spec, batch_size, custom_objects, devices_per_task=None):
     """Returns the model's metrics on `df`, averaged over partitions by samples."""
     from sparkeras.data import projection
+    from sparkeras.data.errors import content_error_in
     from sparkeras.worker.infer import EVALUATION_DDL, make_evaluate_task
 
     context = df.sparkSession.sparkContext
@@ -84,6 +85,11 @@ def evaluate_frame(df, model, spec, batch_size, custom_objects, devices_per_task
     context.setJobDescription("sparkeras evaluate")
     try:
         rows = df.select(projection(spec)).mapInArrow(task, EVALUATION_DDL).collect()
+    except Exception as error:  # a data error of an executor: raise it as the driver's own
+        content = content_error_in(error)
+        if content is None:
+            raise
+        raise content from None
     finally:
         context.setJobDescription(None)
         broadcast.destroy()

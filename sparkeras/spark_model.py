@@ -72,7 +72,7 @@ class SparkModel:
 
     def fit(self, df, features_col="features", label_col="label", epochs=1, batch_size=32,
             validation_data=None, callbacks=None, *, verbose=1, checkpoint_dir=None,
-            resume=False):
+            resume=False, decode=None):
         """Trains the model on `df` and returns a Keras `History`.
 
         Args:
@@ -94,6 +94,11 @@ class SparkModel:
                 state is written (atomically) after every epoch.
             resume: Continue from the checkpoint in `checkpoint_dir`, for the
                 remaining epochs of `epochs` in total.
+            decode: A function, run on the executors, that turns a list of a
+                binary (or string) column's values into a numpy array with
+                one row per value (e.g. PNG bytes to `(n, H, W, C)` uint8), or
+                `{column: function}`; shipped by value. See
+                docs/input-kinds.md.
 
         Returns:
             A `keras.callbacks.History` with one global value per epoch.
@@ -108,7 +113,7 @@ class SparkModel:
         options.check_positive_int("epochs", epochs)
         options.check_positive_int("batch_size", batch_size)
         verbose = progress.check_verbose(verbose)
-        spec = self._data_spec(df, features_col, label_col, compiled=True)
+        spec = self._data_spec(df, features_col, label_col, compiled=True, decode=decode)
         spark = df.sparkSession
         num_workers = options.check_num_workers(self.num_workers, *_slots(spark))
         self._check_devices(spark, batch_size)
@@ -117,7 +122,8 @@ class SparkModel:
             # Its own projection: its columns may be of another supported kind (vectors
             # from a VectorAssembler where training has arrays); both project alike.
             validation_spec = self._data_spec(_check_frame("validation_data", validation_data),
-                                              features_col, label_col, compiled=True)
+                                              features_col, label_col, compiled=True,
+                                              decode=decode)
             frame = frame.withColumn(SPLIT_COLUMN, _literal(False)).unionByName(
                 validation_data.select(projection(validation_spec))
                 .withColumn(SPLIT_COLUMN, _literal(True))
@@ -160,34 +166,37 @@ class SparkModel:
             self.training_summary = run_fit(self._model, frame, callback_list, history, run)
         return history
 
-    def evaluate(self, df, features_col="features", label_col="label", batch_size=256):
+    def evaluate(self, df, features_col="features", label_col="label", batch_size=256,
+                 *, decode=None):
         """Returns the model's loss and metrics on `df` as a dict.
 
         Each partition is evaluated on its executor; the driver averages the
         results weighted by sample counts, so the figures are global.
+        `decode` is as in `fit`.
         """
         from sparkeras.inference import evaluate_frame
 
         _check_frame("df", df)
         options.check_positive_int("batch_size", batch_size)
-        spec = self._data_spec(df, features_col, label_col, compiled=True)
+        spec = self._data_spec(df, features_col, label_col, compiled=True, decode=decode)
         self._check_devices(df.sparkSession)
         return evaluate_frame(df, self._model, spec, batch_size, self.custom_objects,
                               self.config.devices_per_task)
 
-    def predict(self, df, features_col="features", output_col="prediction", batch_size=1024):
+    def predict(self, df, features_col="features", output_col="prediction", batch_size=1024,
+                *, decode=None):
         """Returns `df` with the model's predictions in `output_col`.
 
         Every input column and row is kept, in order; nothing is collected to
         the driver. A model with several outputs gets one column per output,
-        named `{output_col}_{output name}`.
+        named `{output_col}_{output name}`. `decode` is as in `fit`.
         """
         from sparkeras.data import prediction_fields
         from sparkeras.inference import predict_frame
 
         _check_frame("df", df)
         options.check_positive_int("batch_size", batch_size)
-        spec = self._data_spec(df, features_col, None, compiled=False)
+        spec = self._data_spec(df, features_col, None, compiled=False, decode=decode)
         _, output_shapes, _ = options.check_model(self._model, compiled=False)
         names = list(getattr(self._model, "output_names", None) or [output_col])
         fields = prediction_fields(output_shapes, output_col, names)
@@ -223,12 +232,13 @@ class SparkModel:
             context.getConf(), context.master, self.config.devices_per_task, batch_size
         )
 
-    def _data_spec(self, df, features_col, label_col, compiled):
+    def _data_spec(self, df, features_col, label_col, compiled, decode=None):
         from sparkeras.data import resolve_data_spec
 
         input_shapes, output_shapes, input_dtypes = options.check_model(self._model, compiled)
         return resolve_data_spec(
-            df.schema, features_col, label_col, input_shapes, output_shapes, input_dtypes
+            df.schema, features_col, label_col, input_shapes, output_shapes, input_dtypes,
+            decode=decode,
         )
 
     def export(self, path):

@@ -207,9 +207,9 @@ def test_schema_errors(features_col, label_col, input_shapes, output_shapes, fra
 
 def test_non_numeric_input_dtype_is_refused():
     with pytest.raises(
-        DataSchemaError, match="numeric dtype.*Received: input_dtypes=\\['string'\\]"
+        DataSchemaError, match="numeric dtype.*Received: input_dtypes=\\['complex64'\\]"
     ):
-        _resolve("features", None, [(None, 3)], input_dtypes=["string"])
+        _resolve("features", None, [(None, 3)], input_dtypes=["complex64"])
 
 
 def test_a_dataframe_instead_of_its_schema_is_refused():

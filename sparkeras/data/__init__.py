@@ -14,7 +14,7 @@ Example:
 >>> x, y = batches_to_arrays(table, spec)
 """
 
-from sparkeras.data.convert import batches_to_arrays, predictions_to_arrow
+from sparkeras.data.convert import batches_to_arrays, keras_inputs, predictions_to_arrow
 from sparkeras.data.errors import DataContentError, DataSchemaError
 from sparkeras.data.spec import DataSpec, FieldSpec
 
@@ -24,6 +24,7 @@ __all__ = [
     "DataSpec",
     "FieldSpec",
     "batches_to_arrays",
+    "keras_inputs",
     "prediction_fields",
     "predictions_to_arrow",
     "projection",

@@ -3,7 +3,9 @@
 Neutral module: importable on executors without pyspark.
 """
 
-__all__ = ["DataContentError", "DataSchemaError"]
+import re
+
+__all__ = ["DataContentError", "DataSchemaError", "content_error_in"]
 
 
 class DataSchemaError(ValueError):
@@ -27,3 +29,20 @@ class DataContentError(ValueError):
     Example:
     >>> raise DataContentError("Column 'features' has 2 null value(s). Received: ...")
     """
+
+
+def content_error_in(error):
+    """The `DataContentError` an executor raised inside a Spark job error, or None.
+
+    Spark wraps an executor's exception in its own (a `PythonException` or a
+    `Py4JJavaError` holding the worker's traceback as text); this finds the
+    data layer's message in that text, so a driver call can raise it bare.
+
+    Example:
+    >>> try:
+    ...     rows = frame.mapInArrow(task, ddl).collect()
+    ... except Exception as error:
+    ...     raise content_error_in(error) or error
+    """
+    found = re.search(r"DataContentError: (.+)", str(error))
+    return None if found is None else DataContentError(found.group(1).strip())

@@ -12,6 +12,7 @@ import numpy as np
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from sparkeras.data.decode import check_decode, function_name, ship
 from sparkeras.data.errors import DataSchemaError
 from sparkeras.data.spec import DataSpec, FieldSpec, is_scalar_row
 
@@ -21,10 +22,13 @@ _PREFIX = "__sparkeras_"
 _VECTOR_UDTS = ("org.apache.spark.ml.linalg.VectorUDT", "org.apache.spark.mllib.linalg.VectorUDT")
 _NUMERIC = (T.NumericType, T.BooleanType)
 _INTEGRAL = (T.IntegralType, T.BooleanType)
+_IMAGE_FIELDS = ("height", "width", "nChannels", "data")
+_TEXT = (T.BinaryType, T.StringType)
 
 
 def resolve_data_spec(
-    schema, features_col, label_col, input_shapes, output_shapes, input_dtypes=None
+    schema, features_col, label_col, input_shapes, output_shapes, input_dtypes=None,
+    decode=None, backend=None,
 ):
     """Checks the columns against the model and describes how to feed it.
 
@@ -35,6 +39,13 @@ def resolve_data_spec(
     inputs and the list has k names: then each name is one input. A list with
     nested lists gives one group per input. `label_col` follows the same rules
     against the model's outputs.
+
+    Besides numbers, a feature column may be: a `binary` (or `string`)
+    column with a `decode` function, run on the executors, that turns a list
+    of its values into a numpy array with one row per value; a struct of
+    Spark's image data source (`spark.read.format("image")`) for an input of
+    shape `(H, W, C)`, decoded to uint8 with BGR(A) turned into RGB(A); a
+    `string` column for a model input of dtype "string" (TensorFlow backend).
 
     Label kinds: an integer (or boolean) column holds class indices, and so
     does a floating column (e.g. `StringIndexer` output) when the output has
@@ -52,7 +63,10 @@ def resolve_data_spec(
         label_col: Column name, list of names, or None when there are no labels.
         input_shapes: `model.inputs[i].shape` for each input, batch dim first.
         output_shapes: `model.outputs[i].shape` for each output, batch dim first.
-        input_dtypes: numpy dtype name of each model input; "float32" if None.
+        input_dtypes: dtype name of each model input; "float32" if None.
+        decode: None, a function for every binary or string feature column, or
+            `{column: function}`; see `sparkeras.data.decode`.
+        backend: The Keras backend; `keras.backend.backend()` if None.
 
     Returns:
         A `DataSpec` for `projection` on the driver and `batches_to_arrays` on
@@ -60,8 +74,9 @@ def resolve_data_spec(
 
     Raises:
         DataSchemaError: An unknown or non-numeric column, a wrong number of
-            column groups, a width that does not match the model, or a model
-            shape that is not fixed.
+            column groups, a width that does not match the model, a model
+            shape that is not fixed, a bad `decode`, or a string input under
+            a backend other than TensorFlow.
 
     Example:
     >>> spec = resolve_data_spec(df.schema, ["x1", "x2", "x3", "x4"], "label",
@@ -77,10 +92,13 @@ def resolve_data_spec(
     input_rows = _fixed_row_shapes(input_shapes, "input")
     dtypes = _input_dtypes(input_dtypes, len(input_rows))
     feature_groups = _column_groups(features_col, "features_col", len(input_rows), "input")
+    decoders = _decoders(schema, check_decode(decode), feature_groups, features_col)
     inputs = tuple(
-        _input_field(schema, feature_groups[i], i, input_rows[i], dtypes[i], features_col)
+        _input_field(schema, feature_groups[i], i, input_rows[i], dtypes[i], features_col,
+                     decoders)
         for i in range(len(input_rows))
     )
+    _check_string_backend(inputs, backend, features_col)
     targets = ()
     if label_col is not None:
         output_rows = _fixed_row_shapes(output_shapes, "output")
@@ -116,11 +134,18 @@ def projection(spec):
 
     columns = []
     for field in (*spec.inputs, *spec.targets):
-        element = _spark_element_type(field.dtype)
         for name, source, kind in zip(
             field.columns, field.source_columns, field.kinds, strict=True
         ):
             column = F.col(_quoted(source))
+            if kind in ("decoded", "string"):
+                columns.append(column.alias(name))
+                continue
+            if kind == "image":
+                parts = [column.getField(part).alias(part) for part in _IMAGE_FIELDS]
+                columns.append(F.when(column.isNotNull(), F.struct(*parts)).alias(name))
+                continue
+            element = _spark_element_type(field.dtype)
             if kind == "vector":
                 precision = "float64" if isinstance(element, T.DoubleType) else "float32"
                 # vector_to_array fails the task on a null vector; keep it null so the
@@ -192,7 +217,7 @@ def _fixed_row_shapes(shapes, noun):
 
 
 def _input_dtypes(input_dtypes, count):
-    """numpy dtype names of the model inputs, float32 by default."""
+    """numpy dtype names of the model inputs, float32 by default; "object" for strings."""
     dtypes = ["float32"] * count if input_dtypes is None else list(input_dtypes)
     if len(dtypes) != count:
         raise ValueError(
@@ -201,14 +226,18 @@ def _input_dtypes(input_dtypes, count):
         )
     names = []
     for dtype in dtypes:
+        if dtype == "string":
+            names.append("object")
+            continue
         try:
             numpy_dtype = np.dtype(dtype)
         except TypeError:
             numpy_dtype = None
         if numpy_dtype is None or numpy_dtype.kind not in "biuf":
             raise DataSchemaError(
-                "sparkeras feeds model inputs as numeric numpy arrays; give each input a "
-                "numeric dtype such as 'float32' or 'int32'. "
+                "sparkeras feeds model inputs as numeric numpy arrays, or text for an input "
+                "of dtype 'string'; give each input a numeric dtype such as 'float32' or "
+                "'int32', or 'string'. "
                 f"Received: input_dtypes={input_dtypes!r}"
             )
         names.append(numpy_dtype.name)
@@ -276,7 +305,15 @@ def _type_advice(name, dtype, argument):
     if isinstance(dtype, T.StringType):
         return (
             f"Cast numbers stored as text, e.g. F.col({name!r}).cast('double'), or encode "
-            "categories with StringIndexer and OneHotEncoder, then VectorAssembler."
+            "categories with StringIndexer and OneHotEncoder, then VectorAssembler; for "
+            "text, give the model an input of dtype 'string' (TensorFlow backend) or pass "
+            f"decode={{{name!r}: function}} that turns a list of its values into numbers."
+        )
+    if isinstance(dtype, T.BinaryType):
+        return (
+            "A binary column (e.g. encoded images from spark.read.format('binaryFile')) "
+            f"needs decode={{{name!r}: function}}: a function, run on the executors, that "
+            "turns a list of its bytes values into a numpy array with one row per value."
         )
     if isinstance(dtype, T.ArrayType) and isinstance(dtype.elementType, T.ArrayType):
         return (
@@ -298,11 +335,20 @@ def _internal_names(prefix, index, group):
     return tuple(f"{_PREFIX}{prefix}{index}_{position}" for position in range(len(group)))
 
 
-def _input_field(schema, group, index, shape, dtype, value):
+def _input_field(schema, group, index, shape, dtype, value, decoders):
     """The `FieldSpec` of model input `index`, width-checked when the schema shows it."""
-    kinds, widths, _ = zip(
-        *(_inspect(schema, name, "features_col", value) for name in group), strict=True
+    role = f"model input {index}"
+    kinds, widths = zip(
+        *(_feature_kind(schema, name, value, dtype, role, decoders) for name in group),
+        strict=True,
     )
+    if "image" in kinds and (len(group) > 1 or len(shape) != 3):
+        raise DataSchemaError(
+            f"Image column(s) {[n for n, k in zip(group, kinds, strict=True) if k == 'image']} "
+            f"feed {role}, of shape {(None, *shape)}; an image column must be the only column "
+            "of a model input of shape (None, height, width, channels), e.g. "
+            f"keras.Input(shape=(224, 224, 3)). Received: features_col={value!r}"
+        )
     field = FieldSpec(
         columns=_internal_names("x", index, group),
         source_columns=group,
@@ -310,10 +356,107 @@ def _input_field(schema, group, index, shape, dtype, value):
         widths=widths,
         shape=shape,
         dtype=dtype,
-        role=f"model input {index}",
+        role=role,
+        decoders=(
+            tuple(decoders.get(name) for name in group)
+            if any(name in decoders for name in group) else None
+        ),
     )
     _check_width(field, "features_col", value)
     return field
+
+
+def _is_image(dtype):
+    """Whether a Spark type is the struct of Spark's image data source."""
+    return isinstance(dtype, T.StructType) and set(_IMAGE_FIELDS) <= set(dtype.names) and (
+        isinstance(dtype["data"].dataType, T.BinaryType)
+    )
+
+
+def _feature_kind(schema, name, value, dtype, role, decoders):
+    """(kind, width) of one features_col column feeding an input of numpy `dtype`."""
+    column_type = schema[name].dataType if name in schema.names else None
+    if name in decoders:
+        return "decoded", None
+    if dtype == "object":
+        if not isinstance(column_type, T.StringType):
+            _inspect(schema, name, "features_col", value)  # an unknown column is named first
+            raise DataSchemaError(
+                f"Column {name!r} has type {column_type.simpleString()}, but {role} has dtype "
+                "'string': it takes text. Pass a string column, or give the model a numeric "
+                f"input for this column. Received: features_col={value!r}"
+            )
+        return "string", 1
+    if _is_image(column_type):
+        return "image", None
+    kind, width, _ = _inspect(schema, name, "features_col", value)
+    return kind, width
+
+
+def _decoders(schema, decode, groups, value):
+    """`{column: ShippedFunction}` for the feature columns that `decode` covers."""
+    if decode is None:
+        return {}
+    names = [name for group in groups for name in group]
+    if isinstance(decode, dict):
+        unknown = [name for name in decode if name not in names]
+        if unknown:
+            raise DataSchemaError(
+                f"decode names column(s) {unknown} that are not in features_col {names}. "
+                "Key decode by the feature columns it decodes. "
+                f"Received: decode keys={list(decode)}"
+            )
+        chosen = dict(decode)
+    else:
+        chosen = {
+            name: decode
+            for name in names
+            if name in schema.names and isinstance(schema[name].dataType, _TEXT)
+        }
+        if not chosen:
+            raise DataSchemaError(
+                f"decode={function_name(decode)!r} was given, but no column of features_col is "
+                "binary or string, the columns a decode function reads. Drop decode, or pass "
+                f"the binary column. Received: features_col={value!r}"
+            )
+    for name in chosen:
+        _inspect_known(schema, name, value)
+        column_type = schema[name].dataType
+        if not isinstance(column_type, _TEXT):
+            raise DataSchemaError(
+                f"decode={{{name!r}: {function_name(chosen[name])}}} reads a binary or string "
+                f"column, but {name!r} has type {column_type.simpleString()}, which sparkeras "
+                f"converts itself. Drop it from decode. Received: decode keys={list(chosen)}"
+            )
+    return {name: ship(function) for name, function in chosen.items()}
+
+
+def _inspect_known(schema, name, value):
+    """Raises the unknown-column error of `_inspect` when `name` is not in the schema."""
+    if name not in schema.names:
+        _inspect(schema, name, "features_col", value)
+
+
+def _check_string_backend(inputs, backend, value):
+    """Refuses a string model input under a backend that cannot feed text to a model."""
+    text = [field for field in inputs if field.dtype == "object"]
+    if not text:
+        return
+    if backend is None:
+        import keras
+
+        backend = keras.backend.backend()
+    if backend != "tensorflow":
+        field = text[0]
+        raise DataSchemaError(
+            f"{field.role.capitalize()} has dtype 'string', fed by column(s) "
+            f"{list(field.source_columns)}, but only the TensorFlow backend can feed text "
+            f"into a model (TextVectorization and StringLookup run in TensorFlow). Under "
+            f"{backend}, turn the text into numbers on the executors with decode="
+            f"{{{field.source_columns[0]!r}: function}} (e.g. a tokenizer returning int32 "
+            "ids) and give the model a numeric input, or set KERAS_BACKEND=tensorflow. "
+            f"Received: backend={backend!r}, features_col={value!r}"
+        )
 
 
 def _target_field(schema, group, index, shape, value):

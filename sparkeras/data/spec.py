@@ -6,9 +6,56 @@ turn the projected Arrow columns into numpy arrays.
 """
 
 import math
+import pickle
 from dataclasses import dataclass
 
-__all__ = ["DataSpec", "FieldSpec", "is_scalar_row"]
+__all__ = ["DataSpec", "FieldSpec", "ShippedFunction", "is_scalar_row"]
+
+
+class ShippedFunction:
+    """A user function (a `decode=` function) pickled by value on the driver.
+
+    It travels inside the `DataSpec` as bytes and is unpickled once per
+    Python worker process on first call, so the executors need no copy of the
+    module that defined it (the modules it imports, e.g. PIL, must be there).
+    Build one with `sparkeras.data.decode.ship` on the driver.
+
+    Attributes:
+        data: The function, pickled with cloudpickle by value.
+        name: Its qualified name, for messages.
+
+    Example:
+    >>> decoder = ship(png_to_array)
+    >>> decoder([png_bytes]).shape
+    (1, 32, 32, 3)
+    """
+
+    __slots__ = ("data", "name", "_function")
+
+    def __init__(self, data, name):
+        self.data = bytes(data)
+        self.name = name
+        self._function = None
+
+    def __call__(self, values):
+        if self._function is None:
+            self._function = pickle.loads(self.data)
+        return self._function(values)
+
+    def __getstate__(self):
+        return {"data": self.data, "name": self.name}
+
+    def __setstate__(self, state):
+        self.data, self.name, self._function = state["data"], state["name"], None
+
+    def __eq__(self, other):
+        return isinstance(other, ShippedFunction) and other.data == self.data
+
+    def __hash__(self):
+        return hash(self.data)
+
+    def __repr__(self):
+        return f"ShippedFunction({self.name!r}, {len(self.data)} bytes)"
 
 
 @dataclass(frozen=True)
@@ -21,8 +68,11 @@ class FieldSpec:
     Attributes:
         columns: Internal names of the projected columns (`__sparkeras_...`).
         source_columns: The user's column names, in the same order, for messages.
-        kinds: Per column, "vector" (VectorUDT), "array" (array<numeric>) or
-            "scalar" (one numeric value).
+        kinds: Per column, "vector" (VectorUDT), "array" (array<numeric>),
+            "scalar" (one numeric value), "decoded" (binary or string values
+            a `decode=` function turns into numbers), "image" (a struct of
+            Spark's image data source) or "string" (text for a model input
+            of dtype string).
         widths: Per column, its number of values per row when the driver knows
             it (1 for scalars, the ML attribute count for assembled vectors),
             else None.
@@ -30,6 +80,8 @@ class FieldSpec:
             class-index label.
         dtype: numpy dtype name of the array handed to Keras, e.g. "float32".
         role: What the field feeds, for messages, e.g. "model input 0".
+        decoders: Per column, the `ShippedFunction` that decodes it, or None;
+            None for a field without decoded columns.
 
     Example:
     >>> FieldSpec(("__sparkeras_x0_0",), ("features",), ("vector",), (None,),
@@ -44,6 +96,7 @@ class FieldSpec:
     shape: tuple
     dtype: str
     role: str
+    decoders: tuple = None
 
     @property
     def size(self):

@@ -56,6 +56,9 @@ class KerasEstimator(Estimator, KerasEstimatorParams, KerasReadWrite):
         validationCol: Boolean column marking validation rows.
         validationFraction: Share of rows held out at random for validation.
         seed: Seed of the validation split and of the workers' shuffling.
+        decode: Function, run on the executors, that turns a list of a binary
+            (or string) feature column's values into a numpy array, one row
+            per value; or `{column: function}`. Saved pickled by value.
 
     Example:
     >>> from pyspark.ml import Pipeline
@@ -87,6 +90,7 @@ class KerasEstimator(Estimator, KerasEstimatorParams, KerasReadWrite):
         validationCol=None,
         validationFraction=0.0,
         seed=0,
+        decode=None,
     ):
         super().__init__()
         self._setDefault(
@@ -116,6 +120,7 @@ class KerasEstimator(Estimator, KerasEstimatorParams, KerasReadWrite):
         validationCol=None,
         validationFraction=0.0,
         seed=0,
+        decode=None,
     ):
         """Sets the given params; see the class docstring. Returns self."""
         return self._set(**self._input_kwargs)
@@ -178,6 +183,7 @@ class KerasEstimator(Estimator, KerasEstimatorParams, KerasReadWrite):
                 batch_size=self.getBatchSize(),
                 validation_data=validation_df,
                 verbose=0,
+                decode=self.getDecode(),
             )
         fitted = self._copyValues(KerasTransformer())._set(model=spark_model.model)
         fitted.history = dict(history.history)

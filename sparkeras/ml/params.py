@@ -4,7 +4,9 @@ Driver-side module. Params are declared once here, camelCase, typed by a
 converter that rejects a bad value when it is set, not when the fit starts.
 The Keras model is a param too: its value is a `KerasModelBytes`, the
 model's `.keras` bytes, which `copy()` shares safely because it never
-changes; every fit rebuilds a fresh model from it.
+changes; every fit rebuilds a fresh model from it. So is `decode`, the
+`decode=` function(s) of `SparkModel` (saved pickled by value beside the
+metadata, see `sparkeras.ml.persistence`).
 """
 
 import os
@@ -90,6 +92,13 @@ def _to_model_bytes(value):
     )
 
 
+def _to_decode(value):
+    """Param converter: a decode function or `{column: function}`, checked."""
+    from sparkeras.data.decode import check_decode
+
+    return check_decode(value)
+
+
 def _to_positive_int(name):
     def convert(value):
         return options.check_positive_int(name, TypeConverters.toInt(value))
@@ -149,6 +158,27 @@ class KerasModelParams(HasFeaturesCol, HasPredictionCol, HasProbabilityCol):
         "bytes (compiled, for fitting)",
         typeConverter=_to_model_bytes,
     )
+
+    decode = Param(
+        Params._dummy(),
+        "decode",
+        "function run on the executors that turns a list of a binary (or string) feature "
+        "column's values into a numpy array, one row per value; or {column: function}",
+        typeConverter=_to_decode,
+    )
+
+    def getDecode(self):
+        """Returns the value of `decode`, or None.
+
+        Example:
+        >>> KerasTransformer(model=trained, decode=png_to_array).getDecode()
+        <function png_to_array at ...>
+        """
+        return self.getOrDefault(self.decode) if self.isDefined(self.decode) else None
+
+    def setDecode(self, value):
+        """Sets `decode` (a function or `{column: function}`, None for none). Returns self."""
+        return self._set(decode=value)
 
     def getModel(self):
         """Returns a new `keras.Model` rebuilt from the `model` param.

@@ -2,13 +2,16 @@
 
 Driver-side module. A stage saved at `path` is Spark's `path/metadata` (JSON:
 class, uid, params; `DefaultParamsWriter`) plus the Keras model beside it in
-`path/model.keras`. Both go through Spark's Hadoop file system layer, so any
-path Spark itself can save to works (local, `file:`, `hdfs:`, `s3a:`, ...),
-and a `Pipeline` or `PipelineModel` holding the stages saves and loads with
-`write().save(path)` and `load(path)`.
+`path/model.keras`, and the `decode` param, a function, pickled by value
+(cloudpickle) in `path/decode.pkl`: loading it runs that pickle, so load
+stages only from paths you trust, as with any pickle. All go through Spark's
+Hadoop file system layer, so any path Spark itself can save to works (local,
+`file:`, `hdfs:`, `s3a:`, ...), and a `Pipeline` or `PipelineModel` holding
+the stages saves and loads with `write().save(path)` and `load(path)`.
 """
 
 import os
+import pickle
 
 from pyspark.ml.util import (
     DefaultParamsReader,
@@ -22,6 +25,8 @@ from pyspark.ml.util import (
 __all__ = ["KerasReadWrite"]
 
 _MODEL_FILE = "model.keras"
+_DECODE_FILE = "decode.pkl"
+_FUNCTION_PARAMS = ("model", "decode")
 _CHUNK_BYTES = 8 << 20
 
 
@@ -34,17 +39,28 @@ class _KerasStageWriter(MLWriter):
 
     def saveImpl(self, path):
         instance = self._instance
-        params = {p.name: v for p, v in instance._paramMap.items() if p.name != "model"}
+        from sparkeras.data.decode import dumps_by_value
+
+        params = {
+            p.name: v for p, v in instance._paramMap.items() if p.name not in _FUNCTION_PARAMS
+        }
         value = instance.getOrDefault("model") if instance.isDefined("model") else None
+        decode = instance.getDecode()
         DefaultParamsWriter.saveMetadata(
             instance,
             path,
             self.sparkSession,
-            extraMetadata={"modelFile": None if value is None else _MODEL_FILE},
+            extraMetadata={
+                "modelFile": None if value is None else _MODEL_FILE,
+                "decodeFile": None if decode is None else _DECODE_FILE,
+            },
             paramMap=params,
         )
         if value is not None:
             _write_bytes(self.sparkSession, os.path.join(path, _MODEL_FILE), value.data)
+        if decode is not None:
+            _write_bytes(self.sparkSession, os.path.join(path, _DECODE_FILE),
+                         dumps_by_value(decode))
 
 
 class _KerasStageReader(MLReader):
@@ -71,6 +87,9 @@ class _KerasStageReader(MLReader):
         if metadata.get("modelFile"):
             data = _read_bytes(self.sparkSession, os.path.join(path, metadata["modelFile"]))
             instance._set(model=KerasModelBytes(data))
+        if metadata.get("decodeFile"):
+            data = _read_bytes(self.sparkSession, os.path.join(path, metadata["decodeFile"]))
+            instance._set(decode=pickle.loads(data))
         return instance
 
 

@@ -36,6 +36,9 @@ class KerasTransformer(Model, KerasModelParams, KerasReadWrite):
         featuresCol: Column, of vectors, arrays or numbers, that feeds the model.
         predictionCol: Output column of the predicted class or value.
         probabilityCol: Output column of class probabilities; "" for none.
+        decode: Function, run on the executors, that turns a list of a binary
+            (or string) feature column's values into a numpy array, one row
+            per value; or `{column: function}`. Saved pickled by value.
 
     Example:
     >>> transformer = KerasTransformer(model="digits.keras", featuresCol="features")
@@ -51,6 +54,7 @@ class KerasTransformer(Model, KerasModelParams, KerasReadWrite):
         featuresCol="features",
         predictionCol="prediction",
         probabilityCol="probability",
+        decode=None,
     ):
         super().__init__()
         self.history = None
@@ -64,6 +68,7 @@ class KerasTransformer(Model, KerasModelParams, KerasReadWrite):
         featuresCol="features",
         predictionCol="prediction",
         probabilityCol="probability",
+        decode=None,
     ):
         """Sets the given params; see the class docstring. Returns self."""
         return self._set(**self._input_kwargs)
@@ -77,7 +82,8 @@ class KerasTransformer(Model, KerasModelParams, KerasReadWrite):
         features, prediction = self.getFeaturesCol(), self.getPredictionCol()
         _, output_shapes, _ = options.check_model(keras_model, compiled=False)
         if len(output_shapes) != 1 or len(output_shapes[0]) != 2 or (output_shapes[0][1] or 0) < 2:
-            return spark_model.predict(dataset, features, output_col=prediction)
+            return spark_model.predict(dataset, features, output_col=prediction,
+                                       decode=self.getDecode())
         probability = self.getProbabilityCol()
         for param, name in ((self.predictionCol, prediction), (self.probabilityCol, probability)):
             if name in dataset.columns:
@@ -86,7 +92,8 @@ class KerasTransformer(Model, KerasModelParams, KerasReadWrite):
                     f"{param.name}. Received: {param.name}={name!r}"
                 )
         scores = probability or _SCORES_COLUMN
-        scored = spark_model.predict(dataset, features, output_col=scores)
+        scored = spark_model.predict(dataset, features, output_col=scores,
+                                     decode=self.getDecode())
         column = functions.col(f"`{scores}`")
         argmax = functions.array_position(column, functions.array_max(column)) - 1
         result = scored.withColumn(prediction, argmax.cast("double"))

@@ -149,7 +149,9 @@ def evaluate_arrays(model, x, y, batch_size, shards=1):
 
 
 def _evaluate(model, x, y, batch_size):
-    logs = model.evaluate(x, y, batch_size=batch_size, verbose=0, return_dict=True)
+    from sparkeras.data import keras_inputs
+
+    logs = model.evaluate(keras_inputs(x), y, batch_size=batch_size, verbose=0, return_dict=True)
     return {name: float(value) for name, value in logs.items()}
 
 
@@ -169,5 +171,7 @@ def predict_arrays(model, x, batch_size, shards=1):
     if padding:
         index = np.concatenate([np.arange(rows), np.full(padding, rows - 1)])
         x = _take(x, index)
-    outputs = _as_list(model.predict(x, batch_size=batch_size, verbose=0))
+    from sparkeras.data import keras_inputs
+
+    outputs = _as_list(model.predict(keras_inputs(x), batch_size=batch_size, verbose=0))
     return [output[:rows] for output in outputs]

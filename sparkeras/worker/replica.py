@@ -82,8 +82,10 @@ class Replica:
         if self._shards > 1 or end_batch - first_batch >= _MIN_STEPS_FOR_FIT:
             callbacks = [] if progress is None else [_progress_callback(progress, index,
                                                                          self._batch_size)]
+            from sparkeras.data import keras_inputs  # text inputs as tf.string tensors
+
             history = self.model.fit(
-                x, y, batch_size=self._batch_size, epochs=1, shuffle=False, verbose=0,
+                keras_inputs(x), y, batch_size=self._batch_size, epochs=1, shuffle=False, verbose=0,
                 callbacks=callbacks,
             )
             means = {name: values[-1] for name, values in history.history.items()}
