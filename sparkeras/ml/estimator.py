@@ -69,6 +69,7 @@ class KerasEstimator(Estimator, KerasEstimatorParams, KerasReadWrite):
         validationCol: Boolean column marking validation rows.
         validationFraction: Share of rows held out at random for validation.
         seed: Seed of the validation split and of the workers' shuffling.
+        pruning: A `sparkeras.pruning.DNS` to prune while training.
 
     Example:
     >>> from pyspark.ml import Pipeline
@@ -100,6 +101,7 @@ class KerasEstimator(Estimator, KerasEstimatorParams, KerasReadWrite):
         validationCol=None,
         validationFraction=0.0,
         seed=0,
+        pruning=None,
     ):
         super().__init__()
         self._setDefault(
@@ -129,6 +131,7 @@ class KerasEstimator(Estimator, KerasEstimatorParams, KerasReadWrite):
         validationCol=None,
         validationFraction=0.0,
         seed=0,
+        pruning=None,
     ):
         """Sets the given params; see the class docstring. Returns self."""
         return self._set(**self._input_kwargs)
@@ -152,6 +155,10 @@ class KerasEstimator(Estimator, KerasEstimatorParams, KerasReadWrite):
     def setFrequency(self, value):
         """Sets `frequency` ("epoch", "batch" or a number of steps). Returns self."""
         return self._set(frequency=value)
+
+    def setPruning(self, value):
+        """Sets `pruning` (a `sparkeras.pruning.DNS`). Returns self."""
+        return self._set(pruning=value)
 
     def setNumWorkers(self, value):
         """Sets `numWorkers`. Returns self."""
@@ -182,6 +189,7 @@ class KerasEstimator(Estimator, KerasEstimatorParams, KerasReadWrite):
                 frequency=frequency_value(self.getFrequency()),
                 num_workers=self.getNumWorkers(),
                 config=TrainingConfig(seed=self.getSeed()),
+                pruning=self.getPruning(),
             )
             history = spark_model.fit(
                 train_df,

@@ -46,13 +46,18 @@ def _split(batches):
     return table.filter(pc.invert(is_validation)), table.filter(is_validation)
 
 
-def _run_epochs(plan, replica, exchange, client, worker, validation, start, reporter=None):
+def _run_epochs(plan, replica, exchange, client, worker, validation, start, reporter=None,
+                pruner=None):
     """Trains from the registered resume point until the last epoch or a stop.
 
     `reporter`, a `ProgressReporter`, counts the epoch's progress for the
     driver; a stop the driver asks for within an epoch ends it early.
+    `pruner`, a `sparkeras.worker.pruning` hook, masks the kernels.
     """
     from sparkeras.worker.optimizer_state import optimizer_arrays
+    from sparkeras.worker.pruning import NoPruning
+
+    pruner = pruner or NoPruning()
 
     rounds, steps = start["rounds_per_epoch"], start["steps_per_round"]
     epoch, first_round = start["epoch"], start["round"]
@@ -66,10 +71,13 @@ def _run_epochs(plan, replica, exchange, client, worker, validation, start, repo
         seen = 0
         for round_index in range(first_round, rounds):
             means, samples = replica.train_steps(round_index * steps, (round_index + 1) * steps,
-                                                 progress=reporter and reporter.batch)
+                                                 progress=pruner.batch_hook(
+                                                     reporter and reporter.batch))
             sums = {name: value * samples for name, value in means.items()}
+            pruner.before_exchange(replica.model)
             stop = exchange.after_round(replica.model, epoch * rounds + round_index, samples,
                                         sums)
+            pruner.after_exchange(replica.model)
             seen += samples
             if reporter is not None:
                 reporter.round_done(samples, sums)
@@ -77,6 +85,7 @@ def _run_epochs(plan, replica, exchange, client, worker, validation, start, repo
             if stop or (reporter is not None and reporter.stop):
                 break
         first_round = 0
+        pruner.epoch_end(replica.model, epoch)
         report = {"epoch": epoch, **worker, "samples": seen}
         if reporter is not None:
             report.update(reporter.epoch_report())
@@ -159,6 +168,7 @@ def make_train_task(plan, model_broadcast):
         from sparkeras.worker.exchange import make_exchange
         from sparkeras.worker.model_io import model_from_bytes
         from sparkeras.worker.progress import ProgressReporter, quiet_worker
+        from sparkeras.worker.pruning import make_pruning
         from sparkeras.worker.replica import Replica
         from sparkeras.worker.runtime import prepare_process
 
@@ -188,7 +198,9 @@ def make_train_task(plan, model_broadcast):
                 exchange = make_exchange(plan.mode, client, worker["worker"], start["launch"])
                 exchange.start(weights, start["version"])
                 epochs_trained = _run_epochs(plan, replica, exchange, client, worker, validation,
-                                             start, reporter)
+                                             start, reporter,
+                                             make_pruning(plan, replica.model, start,
+                                                          worker["worker"]))
         yield pa.RecordBatch.from_pylist(
             [{**worker, **identity, "samples": replica.num_samples,
               "validation_samples": len(validation[1]) if validation else 0,
