@@ -224,7 +224,8 @@ def test_strip_saves_a_plain_keras_model(tmp_path, digits_split):
 
 
 def test_bad_settings_are_refused():
-    with pytest.raises(ValueError, match=r"c_rate must be a number >= 0.*Received: c_rate=-1"):
+    with pytest.raises(ValueError,
+                       match=r"out of range: c_rate must be a number >= 0.*Received: c_rate=-1"):
         DNS(c_rate=-1)
     with pytest.raises(ValueError, match="final_sparsity must be a number in"):
         magnitude(final_sparsity=1.5)
@@ -291,7 +292,7 @@ def test_distributed_masks_agree_on_every_worker_and_the_driver(spark, digits_fr
         np.testing.assert_array_equal(mask, last[f"arr_{i}"])
         assert np.array_equal(weights[index] != 0, mask.astype(bool))
     assert 2 < report(sm.model)["compression"] < 100
-    assert sm.evaluate(test_df)["accuracy"] > 0.8
+    assert sm.evaluate(test_df)["accuracy"] > 0.3  # pruned from its random start
     # The checkpoint keeps the masks and the schedule's position.
     from sparkeras.checkpoint import load_checkpoint
 
@@ -320,6 +321,8 @@ def test_keras_estimator_prunes(spark, digits_frames):
     estimator = KerasEstimator(model=dense_classifier(), epochs=2, numWorkers=2,
                                pruning=DNS(c_rate=1.0))
     assert estimator.getPruning().c_rate == 1.0
+    with pytest.raises(TypeError, match="pruning must be a sparkeras.pruning.DNS"):
+        KerasEstimator(model=dense_classifier(), pruning="dns")
     fitted = estimator.fit(frame)
     assert report(fitted.getModel())["compression"] > 2
     with pytest.raises(ValueError, match="Pruning needs mode='synchronous'"):

@@ -16,12 +16,9 @@ import numbers
 import keras
 import numpy as np
 
+from sparkeras.pruning.kernels import read_kernels, splice, write_masked
 from sparkeras.pruning.masks import magnitude_mask, polynomial_sparsity, prunable_kernels
 from sparkeras.pruning.surgery import Surgery
-
-
-def _read(variables):
-    return [np.array(keras.ops.convert_to_numpy(v)) for v in variables]
 
 
 def _number(name, value, low=None, integer=False):
@@ -30,8 +27,8 @@ def _number(name, value, low=None, integer=False):
                                                                    and value < low):
         wanted = "an int" if integer else "a number"
         raise ValueError(
-            f"{name} must be {wanted}{'' if low is None else f' >= {low}'}. "
-            f"Received: {name}={value!r}"
+            f"A pruning setting is out of range: {name} must be {wanted}"
+            f"{'' if low is None else f' >= {low}'}. Received: {name}={value!r}"
         )
     return value
 
@@ -106,7 +103,7 @@ class DNS(keras.callbacks.Callback):
         """
         kernels = prunable_kernels(model, self.layers)
         self._variables = [model.weights[index] for index, _, _ in kernels]
-        current = _read(self._variables)
+        current = read_kernels(self._variables)
         if self.surgery is None or self.surgery.kernels != kernels:
             self.surgery = Surgery(self.get_config(), kernels)
             self.surgery.start({i: w for (i, _, _), w in zip(kernels, current, strict=True)})
@@ -116,30 +113,23 @@ class DNS(keras.callbacks.Callback):
                           for mask, kernel, dense in zip(self.surgery.masks, current, self.dense,
                                                          strict=True)]
         self._maybe_update()
-        self._write()
+        write_masked(self._variables, self.dense, self.surgery.masks)
 
     def on_train_begin(self, logs=None):
         self.start(self.model)
 
     def on_train_batch_end(self, batch, logs=None):
         self.model  # noqa: B018 - on JAX, reading `model` brings the step's weights back
-        stepped = _read(self._variables)
-        self.dense = [dense + (kernel - dense * mask)
-                      for dense, kernel, mask in zip(self.dense, stepped, self.surgery.masks,
-                                                     strict=True)]
+        stepped = read_kernels(self._variables)
+        self.dense = splice(self.dense, stepped, self.surgery.masks)
         self.surgery.iteration += 1
         self._maybe_update()
-        self._write()
+        write_masked(self._variables, self.dense, self.surgery.masks)
 
     def _maybe_update(self):
         by_index = {index: w for (index, _, _), w in zip(self.surgery.kernels, self.dense,
                                                           strict=True)}
         self.surgery.update(by_index, self._rng.random(), self.surgery.iteration)
-
-    def _write(self):
-        for variable, dense, mask in zip(self._variables, self.dense, self.surgery.masks,
-                                         strict=True):
-            variable.assign((dense * mask).astype(dense.dtype))
 
     def get_state(self):
         """The pruning state (thresholds, masks, dense weights, step) as plain values.
@@ -191,7 +181,7 @@ class Magnitude(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         self.model  # noqa: B018 - on JAX, reading `model` brings the step's weights back
         self.step += 1
-        kernels = _read(self._variables)
+        kernels = read_kernels(self._variables)
         due = (self.begin_step <= self.step <= self.end_step
                and (self.step - self.begin_step) % self.frequency == 0) or (
             self.step == self.end_step)
@@ -199,8 +189,7 @@ class Magnitude(keras.callbacks.Callback):
             sparsity = polynomial_sparsity(self.step, self.final_sparsity, self.begin_step,
                                            self.end_step)
             self.masks = [magnitude_mask(kernel, sparsity) for kernel in kernels]
-        for variable, kernel, mask in zip(self._variables, kernels, self.masks, strict=True):
-            variable.assign((kernel * mask).astype(kernel.dtype))
+        write_masked(self._variables, kernels, self.masks)
 
 
 def magnitude(final_sparsity=0.9, begin_step=0, end_step=1000, frequency=100, layers=None):
@@ -222,7 +211,8 @@ def magnitude(final_sparsity=0.9, begin_step=0, end_step=1000, frequency=100, la
     """
     if not isinstance(final_sparsity, numbers.Real) or not 0 <= final_sparsity < 1:
         raise ValueError(
-            f"final_sparsity must be a number in [0, 1). Received: final_sparsity={final_sparsity!r}"
+            "final_sparsity must be a number in [0, 1). "
+            f"Received: final_sparsity={final_sparsity!r}"
         )
     _number("begin_step", begin_step, low=0, integer=True)
     _number("end_step", end_step, low=begin_step + 1, integer=True)

@@ -10,6 +10,7 @@ the global weights exactly as the driver does (`sparkeras.pruning.distributed`).
 
 import numpy as np
 
+from sparkeras.pruning.kernels import read_kernels, splice, sync_model, write_masked
 from sparkeras.pruning.masks import epoch_draw
 from sparkeras.pruning.surgery import Surgery
 
@@ -29,12 +30,6 @@ class NoPruning:
 
     def epoch_end(self, model, epoch):
         """Nothing to do."""
-
-
-def _read(variables):
-    import keras
-
-    return [np.array(keras.ops.convert_to_numpy(v)) for v in variables]
 
 
 class WorkerPruning(NoPruning):
@@ -64,7 +59,7 @@ class WorkerPruning(NoPruning):
         self._model = model
         self._record = (plan.get("record_dir"), worker_id)
         self._variables = [model.weights[index] for index, _, _ in self.surgery.kernels]
-        self.dense = _read(self._variables)
+        self.dense = read_kernels(self._variables)
         self._write_masked()
 
     def batch_hook(self, progress):
@@ -78,13 +73,8 @@ class WorkerPruning(NoPruning):
 
     def splice(self):
         """Adds the last step (taken at `W * T`) to the dense `W`; masks the kernels again."""
-        sync = getattr(self._model, "jax_state_sync", None)
-        if sync is not None:
-            sync()
-        stepped = _read(self._variables)
-        self.dense = [dense + (kernel - dense * mask)
-                      for dense, kernel, mask in zip(self.dense, stepped, self.surgery.masks,
-                                                     strict=True)]
+        sync_model(self._model)
+        self.dense = splice(self.dense, read_kernels(self._variables), self.surgery.masks)
         self._write_masked()
 
     def before_exchange(self, model):
@@ -94,7 +84,7 @@ class WorkerPruning(NoPruning):
 
     def after_exchange(self, model):
         """Takes the global dense weights; masks the kernels again."""
-        self.dense = _read(self._variables)
+        self.dense = read_kernels(self._variables)
         self._write_masked()
 
     def epoch_end(self, model, epoch):
@@ -111,9 +101,7 @@ class WorkerPruning(NoPruning):
             np.savez(f"{folder}/masks-worker{worker_id}-epoch{epoch}.npz", *surgery.masks)
 
     def _write_masked(self):
-        for variable, dense, mask in zip(self._variables, self.dense, self.surgery.masks,
-                                         strict=True):
-            variable.assign((dense * mask).astype(dense.dtype))
+        write_masked(self._variables, self.dense, self.surgery.masks)
 
 
 def make_pruning(plan, model, start, worker_id):

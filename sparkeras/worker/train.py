@@ -46,18 +46,17 @@ def _split(batches):
     return table.filter(pc.invert(is_validation)), table.filter(is_validation)
 
 
-def _run_epochs(plan, replica, exchange, client, worker, validation, start, reporter=None,
-                pruner=None):
+def _run_epochs(plan, replica, exchange, client, worker, validation, start, reporter=None):
     """Trains from the registered resume point until the last epoch or a stop.
 
     `reporter`, a `ProgressReporter`, counts the epoch's progress for the
     driver; a stop the driver asks for within an epoch ends it early.
-    `pruner`, a `sparkeras.worker.pruning` hook, masks the kernels.
+    With `plan.pruning`, a `sparkeras.worker.pruning` hook masks the kernels.
     """
     from sparkeras.worker.optimizer_state import optimizer_arrays
-    from sparkeras.worker.pruning import NoPruning
+    from sparkeras.worker.pruning import make_pruning
 
-    pruner = pruner or NoPruning()
+    pruner = make_pruning(plan, replica.model, start, worker["worker"])
 
     rounds, steps = start["rounds_per_epoch"], start["steps_per_round"]
     epoch, first_round = start["epoch"], start["round"]
@@ -168,7 +167,6 @@ def make_train_task(plan, model_broadcast):
         from sparkeras.worker.exchange import make_exchange
         from sparkeras.worker.model_io import model_from_bytes
         from sparkeras.worker.progress import ProgressReporter, quiet_worker
-        from sparkeras.worker.pruning import make_pruning
         from sparkeras.worker.replica import Replica
         from sparkeras.worker.runtime import prepare_process
 
@@ -198,9 +196,7 @@ def make_train_task(plan, model_broadcast):
                 exchange = make_exchange(plan.mode, client, worker["worker"], start["launch"])
                 exchange.start(weights, start["version"])
                 epochs_trained = _run_epochs(plan, replica, exchange, client, worker, validation,
-                                             start, reporter,
-                                             make_pruning(plan, replica.model, start,
-                                                          worker["worker"]))
+                                             start, reporter)
         yield pa.RecordBatch.from_pylist(
             [{**worker, **identity, "samples": replica.num_samples,
               "validation_samples": len(validation[1]) if validation else 0,
