@@ -6,8 +6,9 @@ Run from the repository root:
 For each model (an MLP 64-300-100-10, the LeNet-300-100 shape, and a small
 LeNet-5-style CNN on the 8x8 images) it trains, with the same epoch budget:
 - dense: all epochs with Adam(1e-3);
-- DNS: a third of the epochs dense, then `DNS()` for the rest at Adam(3e-4),
-  masks frozen (`iter_stop`) for the last third: pruning then retraining;
+- DNS: a third of the epochs dense, then `DNS()` (its defaults) for the rest
+  at Adam(5e-3), masks frozen after `iter_stop` (1000 steps, about 23 of the
+  40 epochs): pruning then retraining;
 - magnitude: the same, with `magnitude(final_sparsity=...)` set to DNS's
   compression, reached at the same step as DNS's `iter_stop`;
 - DNS on Spark: the same two phases through `SparkModel(..., num_workers=2,
@@ -28,7 +29,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 BATCH = 32
-DNS_RATE = 3e-4
+DNS_RATE = 5e-3
 
 
 def digits():
@@ -81,9 +82,9 @@ def result(name, kind, model, data, seconds, **extra):
 
 
 def phases(epochs):
-    """Dense warm-up, pruning and retraining epochs (a third each)."""
+    """Dense warm-up epochs (a third), then pruning and retraining epochs."""
     warm = epochs // 3
-    return warm, epochs - warm, (epochs - warm) // 2
+    return warm, epochs - warm
 
 
 def local_runs(kind, data, epochs, dns_settings):
@@ -91,7 +92,7 @@ def local_runs(kind, data, epochs, dns_settings):
 
     x_train, _, y_train, _ = data
     steps = -(-len(x_train) // BATCH)
-    warm, rest, prune_epochs = phases(epochs)
+    warm, rest = phases(epochs)
     rows = []
     started = time.perf_counter()
     dense = build(kind)
@@ -103,7 +104,7 @@ def local_runs(kind, data, epochs, dns_settings):
     pruned.fit(x_train, y_train, epochs=warm, batch_size=BATCH, verbose=0)
     pruned.optimizer.learning_rate.assign(DNS_RATE)
     pruned.fit(x_train, y_train, epochs=rest, batch_size=BATCH, verbose=0,
-               callbacks=[DNS(iter_stop=prune_epochs * steps, **dns_settings)])
+               callbacks=[DNS(**dns_settings)])
     dns_row = result("DNS", kind, pruned, data, time.perf_counter() - started,
                      settings=dns_settings)
     rows.append(dns_row)
@@ -115,7 +116,7 @@ def local_runs(kind, data, epochs, dns_settings):
     sparsity = min(0.999, 1 - 1 / dns_row["compression"])
     baseline.fit(x_train, y_train, epochs=rest, batch_size=BATCH, verbose=0,
                  callbacks=[magnitude(final_sparsity=sparsity, begin_step=0,
-                                      end_step=prune_epochs * steps, frequency=steps // 4)])
+                                      end_step=DNS().iter_stop, frequency=steps // 4)])
     rows.append(result("magnitude", kind, baseline, data, time.perf_counter() - started))
     return rows
 
@@ -131,14 +132,15 @@ def spark_run(kind, data, epochs, dns_settings, workers):
     spark = sparkeras.get_spark(f"local[{workers}]", app_name="sparkeras-bench-pruning",
                                 conf={"spark.driver.host": "127.0.0.1"})
     frame = spark.createDataFrame(pd.DataFrame({"features": list(x_train), "label": y_train}))
-    steps = -(-len(x_train) // (BATCH * workers))  # one replica's steps per epoch
-    warm, rest, prune_epochs = phases(epochs)
+    # iter_stop at the same epoch as locally, in one replica's steps.
+    ratio = -(-len(x_train) // (BATCH * workers)) / -(-len(x_train) // BATCH)
+    warm, rest = phases(epochs)
     started = time.perf_counter()
     model = build(kind)
     SparkModel(model, num_workers=workers).fit(frame, epochs=warm, batch_size=BATCH, verbose=0)
     model.optimizer.learning_rate.assign(DNS_RATE)
     sm = SparkModel(model, num_workers=workers,
-                    pruning=DNS(iter_stop=prune_epochs * steps, **dns_settings))
+                    pruning=DNS(iter_stop=round(DNS().iter_stop * ratio), **dns_settings))
     sm.fit(frame, epochs=rest, batch_size=BATCH, verbose=0)
     return result(f"DNS, SparkModel {workers} workers", kind, sm.model, data,
                   time.perf_counter() - started, settings=dns_settings)

@@ -61,7 +61,7 @@ class DNS(keras.callbacks.Callback):
     >>> print(sparkeras.pruning.report(model))
     """
 
-    def __init__(self, c_rate=2.0, conv_c_rate=1.0, gamma=1e-4, power=1.0, iter_stop=2000,
+    def __init__(self, c_rate=3.5, conv_c_rate=2.0, gamma=1e-4, power=1.0, iter_stop=1000,
                  layers=None, seed=0):
         super().__init__()
         self.c_rate = _number("c_rate", c_rate, low=0)
