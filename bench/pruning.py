@@ -1,7 +1,8 @@
 """Pruning figures on scikit-learn's digits: dense vs DNS vs magnitude, local and on Spark.
 
 Run from the repository root:
-    PYTHONPATH=$PWD python bench/pruning.py --epochs 60 --workers 2
+    PYTHONPATH=$PWD python bench/pruning.py --models mlp
+    PYTHONPATH=$PWD python bench/pruning.py --models cnn --cnn-c-rate 2.0 --cnn-conv-c-rate 1.0
 
 For each model (an MLP 64-300-100-10, the LeNet-300-100 shape, and a small
 LeNet-5-style CNN on the 8x8 images) it trains, with the same epoch budget:
@@ -161,9 +162,13 @@ def main():
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--models", default="mlp,cnn")
     parser.add_argument("--no-spark", action="store_true")
+    parser.add_argument("--cnn-c-rate", type=float, default=2.0,
+                        help="DNS c_rate of the CNN's Dense layers (the MLP uses DNS())")
+    parser.add_argument("--cnn-conv-c-rate", type=float, default=1.0)
     args = parser.parse_args()
     data = digits()
-    settings = {"mlp": {}, "cnn": {}}
+    settings = {"mlp": {},
+                "cnn": {"c_rate": args.cnn_c_rate, "conv_c_rate": args.cnn_conv_c_rate}}
     rows = []
     for kind in args.models.split(","):
         epochs = args.epochs if kind == "mlp" else args.cnn_epochs

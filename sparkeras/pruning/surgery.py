@@ -5,6 +5,8 @@ and every executor hold a `Surgery`, built from the same plain values, and
 so compute the same masks from the same weights.
 """
 
+import logging
+
 import numpy as np
 
 from sparkeras.pruning.masks import draws_update, thresholds, update_mask
@@ -43,6 +45,12 @@ class Surgery:
             thresholds(weights[index], self._c_rate(kind)) for index, _, kind in self.kernels
         ]
         self.masks = [np.ones(np.shape(weights[index]), np.uint8) for index, _, _ in self.kernels]
+        for (index, name, _), (a, _) in zip(self.kernels, self.limits, strict=True):
+            if a > np.abs(weights[index]).max():
+                logging.getLogger("sparkeras").warning(
+                    "DNS prunes every weight of layer %r at first (threshold %.3g above its "
+                    "largest |W|): start pruning from a trained model, or lower c_rate.",
+                    name, a)
 
     def update(self, weights, draw, iteration):
         """Updates the masks from the dense `weights` if `draw` says so; returns whether."""
