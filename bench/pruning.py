@@ -162,9 +162,9 @@ def main():
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--models", default="mlp,cnn")
     parser.add_argument("--no-spark", action="store_true")
-    parser.add_argument("--cnn-c-rate", type=float, default=2.0,
+    parser.add_argument("--cnn-c-rate", type=float, default=2.4,
                         help="DNS c_rate of the CNN's Dense layers (the MLP uses DNS())")
-    parser.add_argument("--cnn-conv-c-rate", type=float, default=1.0)
+    parser.add_argument("--cnn-conv-c-rate", type=float, default=1.2)
     args = parser.parse_args()
     data = digits()
     settings = {"mlp": {},
