@@ -42,8 +42,12 @@ def _filesystem(checkpoint_dir):
     return fs.LocalFileSystem(), os.path.abspath(checkpoint_dir)
 
 
-def save_checkpoint(checkpoint_dir, epochs_done, weights, optimizer_state, history):
+def save_checkpoint(checkpoint_dir, epochs_done, weights, optimizer_state, history,
+                    pruning=None):
     """Writes the state atomically; returns the checkpoint file's path.
+
+    `pruning`, `(info, mask arrays)` of a pruned fit, is kept beside the
+    weights (`sparkeras.pruning.distributed.DriverPruning.state`).
 
     Example:
     >>> save_checkpoint("/tmp/run", 2, model.get_weights(), [], {"loss": [0.9, 0.5]})
@@ -52,12 +56,15 @@ def save_checkpoint(checkpoint_dir, epochs_done, weights, optimizer_state, histo
     filesystem.create_dir(folder, recursive=True)
     arrays = {f"w{i}": w for i, w in enumerate(weights)}
     arrays.update({f"o{i}": o for i, o in enumerate(optimizer_state or [])})
+    pruning_info, masks = pruning if pruning is not None else (None, [])
+    arrays.update({f"p{i}": m for i, m in enumerate(masks)})
     payload = io.BytesIO()
     np.savez(payload, **arrays)
     payload = payload.getvalue()
     header = json.dumps({
         "format": 1, "epochs_done": epochs_done, "history": history,
         "weights": len(weights), "optimizer": len(optimizer_state or []),
+        "pruning": pruning_info, "masks": len(masks),
         "sha256": hashlib.sha256(payload).hexdigest(),
     }).encode()
     final = f"{folder}/{_FILE_NAME}"
@@ -72,7 +79,8 @@ def load_checkpoint(checkpoint_dir):
     """Reads and verifies a checkpoint.
 
     Returns:
-        dict with `epochs_done`, `history`, `weights`, `optimizer_state`.
+        dict with `epochs_done`, `history`, `weights`, `optimizer_state` and
+        `pruning` (`(info, mask arrays)` or None).
 
     Raises:
         CheckpointError: nothing to resume from, or a damaged file.
@@ -114,5 +122,7 @@ def _decode(data):
     with np.load(io.BytesIO(payload), allow_pickle=False) as arrays:
         weights = [arrays[f"w{i}"] for i in range(header["weights"])]
         optimizer_state = [arrays[f"o{i}"] for i in range(header["optimizer"])]
+        masks = [arrays[f"p{i}"] for i in range(header.get("masks", 0))]
+    pruning = None if header.get("pruning") is None else (header["pruning"], masks)
     return {"epochs_done": header["epochs_done"], "history": header["history"],
-            "weights": weights, "optimizer_state": optimizer_state}
+            "weights": weights, "optimizer_state": optimizer_state, "pruning": pruning}

@@ -42,6 +42,8 @@ class SparkModel:
         num_workers: Training tasks; defaults to every task slot.
         config: A `TrainingConfig` for the rarely changed settings.
         custom_objects: Custom layers/losses needed to rebuild the model.
+        pruning: A `sparkeras.pruning.DNS` to prune while training
+            (synchronous mode; see docs/pruning.md).
 
     Example:
     >>> sm = SparkModel(model, mode="synchronous", frequency="epoch", num_workers=2)
@@ -51,7 +53,9 @@ class SparkModel:
     """
 
     def __init__(self, model, mode="synchronous", frequency="epoch", num_workers=None,
-                 config=None, custom_objects=None):
+                 config=None, custom_objects=None, pruning=None):
+        from sparkeras.pruning.distributed import check_pruning
+
         options.check_model(model, compiled=False)
         self._model = model
         self.mode = options.check_mode(mode)
@@ -62,6 +66,7 @@ class SparkModel:
         )
         self.config = config or TrainingConfig()
         self.custom_objects = custom_objects
+        self.pruning = check_pruning(pruning, model, self.mode)
         self.training_summary = []
         self.workers = {}
 
@@ -106,6 +111,7 @@ class SparkModel:
         import keras
 
         from sparkeras.data import projection
+        from sparkeras.pruning.distributed import DriverPruning
         from sparkeras.training import FitRun, run_fit
         from sparkeras.worker.plan import SPLIT_COLUMN
 
@@ -131,6 +137,7 @@ class SparkModel:
         if frame.rdd.getNumPartitions() != num_workers or validation_data is not None:
             frame = frame.repartition(num_workers)
         resume_state = _resume_state(checkpoint_dir, resume, epochs)
+        pruning = self.pruning and DriverPruning(self.pruning, self._model, resume_state)
         history = keras.callbacks.History()
         callback_list = keras.callbacks.CallbackList(
             [history, *(callbacks or [])], add_history=False, add_progbar=False,
@@ -147,6 +154,7 @@ class SparkModel:
                 "progress_interval_s": (
                     progress.REPORT_INTERVAL_S if verbose or _has_batch_hooks(callbacks) else None
                 ),
+                "pruning": pruning and pruning.plan,
             },
             epochs=epochs, num_workers=num_workers, steps=self._steps,
             server={
@@ -159,6 +167,7 @@ class SparkModel:
                        "max_staleness": self.config.max_staleness},
         )
         run.batch_hooks = _has_batch_hooks(callbacks)
+        run.pruning = pruning
         if verbose:
             run.progress = progress.FitProgress(verbose, epochs, spark.sparkContext)
         self.workers.clear()

@@ -44,6 +44,7 @@ class FitRun:
             or None.
         batch_hooks: Whether the callbacks' `on_train_batch_end` runs on each
             progress report (some callback implements it).
+        pruning: A `sparkeras.pruning.distributed.DriverPruning`, or None.
     """
 
     plan_values: dict
@@ -58,6 +59,7 @@ class FitRun:
     staleness: dict = None
     progress: object = None
     batch_hooks: bool = False
+    pruning: object = None
 
 
 def _learning_rate(model):
@@ -192,6 +194,8 @@ def run_fit(model, frame, callbacks, history, run):
                 raise DataContentError(coordinator.failure) from None
             raise job.error
         model.set_weights(coordinator.global_weights)
+        if run.pruning is not None:
+            model.set_weights(run.pruning.finish(coordinator.global_weights))
         restore_optimizer(model, coordinator.optimizer_state)
         callbacks.on_train_end()
         return job.summary
@@ -268,6 +272,8 @@ def _follow_epochs(model, callbacks, coordinator, history, run):
         if kind != "epoch_end":
             continue
         model.set_weights(weights)
+        if run.pruning is not None:
+            model.set_weights(run.pruning.epoch_end(weights, epoch, coordinator.steps_per_epoch))
         # Callbacks that save the model (ModelCheckpoint) get the optimizer's state too.
         restore_optimizer(model, coordinator.optimizer_state)
         if run.progress is not None:
@@ -275,7 +281,7 @@ def _follow_epochs(model, callbacks, coordinator, history, run):
         callbacks.on_epoch_end(epoch, logs)
         if run.checkpoint_dir is not None:
             save_checkpoint(run.checkpoint_dir, epoch + 1, weights, coordinator.optimizer_state,
-                            history.history)
+                            history.history, run.pruning and run.pruning.state())
         stop = bool(model.stop_training) or epoch + 1 >= run.epochs
         if not stop:
             callbacks.on_epoch_begin(epoch + 1)

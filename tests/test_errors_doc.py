@@ -46,6 +46,7 @@ _INTERNAL_MESSAGES = {
     "The parameter server has no address before start()": "the server's own use",
     "This parameter server is": "the server's own use",
     "must be a positive number": "the server's internal limits",
+    "The pruning masks in the task's plan": "a relaunch racing the driver; launched again",
 }
 
 

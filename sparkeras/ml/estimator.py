@@ -59,6 +59,7 @@ class KerasEstimator(Estimator, KerasEstimatorParams, KerasReadWrite):
         decode: Function, run on the executors, that turns a list of a binary
             (or string) feature column's values into a numpy array, one row
             per value; or `{column: function}`. Saved pickled by value.
+        pruning: A `sparkeras.pruning.DNS` to prune while training.
 
     Example:
     >>> from pyspark.ml import Pipeline
@@ -91,6 +92,7 @@ class KerasEstimator(Estimator, KerasEstimatorParams, KerasReadWrite):
         validationFraction=0.0,
         seed=0,
         decode=None,
+        pruning=None,
     ):
         super().__init__()
         self._setDefault(
@@ -121,6 +123,7 @@ class KerasEstimator(Estimator, KerasEstimatorParams, KerasReadWrite):
         validationFraction=0.0,
         seed=0,
         decode=None,
+        pruning=None,
     ):
         """Sets the given params; see the class docstring. Returns self."""
         return self._set(**self._input_kwargs)
@@ -144,6 +147,10 @@ class KerasEstimator(Estimator, KerasEstimatorParams, KerasReadWrite):
     def setFrequency(self, value):
         """Sets `frequency` ("epoch", "batch" or a number of steps). Returns self."""
         return self._set(frequency=value)
+
+    def setPruning(self, value):
+        """Sets `pruning` (a `sparkeras.pruning.DNS`). Returns self."""
+        return self._set(pruning=value)
 
     def setNumWorkers(self, value):
         """Sets `numWorkers`. Returns self."""
@@ -174,6 +181,7 @@ class KerasEstimator(Estimator, KerasEstimatorParams, KerasReadWrite):
                 frequency=frequency_value(self.getFrequency()),
                 num_workers=self.getNumWorkers(),
                 config=TrainingConfig(seed=self.getSeed()),
+                pruning=self.getPruning(),
             )
             history = spark_model.fit(
                 train_df,

@@ -129,6 +129,20 @@ def frequency_value(text):
     return int(text) if text.isdigit() else text
 
 
+def _to_pruning(value):
+    """Param converter: a `sparkeras.pruning.DNS` (or its config dict), kept as its config."""
+    from sparkeras.pruning import DNS
+
+    if isinstance(value, DNS):
+        return value.get_config()
+    if isinstance(value, dict):
+        return DNS(**value).get_config()
+    raise TypeError(
+        "pruning must be a sparkeras.pruning.DNS (or its get_config() dict). "
+        f"Received: pruning={type(value).__name__}"
+    )
+
+
 def _to_fraction(value):
     fraction = TypeConverters.toFloat(value)
     if not 0.0 <= fraction < 1.0:
@@ -261,6 +275,13 @@ class KerasEstimatorParams(KerasModelParams, HasLabelCol, HasSeed):
         "share of rows in [0, 1) held out at random (by seed) for validation, 0 for none",
         typeConverter=_to_fraction,
     )
+    pruning = Param(
+        Params._dummy(),
+        "pruning",
+        "Dynamic Network Surgery settings (a sparkeras.pruning.DNS, kept as its config), "
+        "to prune while training (synchronous mode); unset for none",
+        typeConverter=_to_pruning,
+    )
 
     def getEpochs(self):
         """Returns the value of `epochs`."""
@@ -285,6 +306,12 @@ class KerasEstimatorParams(KerasModelParams, HasLabelCol, HasSeed):
     def getValidationCol(self):
         """Returns the value of `validationCol`, or None."""
         return self.getOrDefault(self.validationCol) if self.isDefined(self.validationCol) else None
+
+    def getPruning(self):
+        """Returns a new `sparkeras.pruning.DNS` from the `pruning` param, or None."""
+        from sparkeras.pruning import DNS
+
+        return DNS(**self.getOrDefault(self.pruning)) if self.isDefined(self.pruning) else None
 
     def getValidationFraction(self):
         """Returns the value of `validationFraction`."""

@@ -263,6 +263,13 @@ class TrainingCoordinator:
     # Calls from the driver's main thread ----------------------------------
 
     @property
+    def steps_per_epoch(self):
+        """Steps of one replica per epoch once the workers agreed on rounds, else None."""
+        if self._rounds_per_epoch is None:
+            return None
+        return self._rounds_per_epoch * self._steps_per_round
+
+    @property
     def global_weights(self):
         """A copy of the current global weights."""
         if self._store is not None:

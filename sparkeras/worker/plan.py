@@ -47,6 +47,8 @@ class TrainPlan:
             GPU of the task, or one CPU device); see `TrainingConfig`.
         progress_interval_s: Seconds between the workers' progress reports
             to the driver; None sends none.
+        pruning: Dynamic Network Surgery's state for the workers, plain
+            values (`DriverPruning.plan`), or None.
     """
 
     server: ServerAddress
@@ -59,6 +61,7 @@ class TrainPlan:
     custom_objects: dict = None
     devices_per_task: int = None
     progress_interval_s: float = None
+    pruning: dict = None
 
 
 @dataclass(frozen=True)

@@ -51,8 +51,12 @@ def _run_epochs(plan, replica, exchange, client, worker, validation, start, repo
 
     `reporter`, a `ProgressReporter`, counts the epoch's progress for the
     driver; a stop the driver asks for within an epoch ends it early.
+    With `plan.pruning`, a `sparkeras.worker.pruning` hook masks the kernels.
     """
     from sparkeras.worker.optimizer_state import optimizer_arrays
+    from sparkeras.worker.pruning import make_pruning
+
+    pruner = make_pruning(plan, replica.model, start, worker["worker"])
 
     rounds, steps = start["rounds_per_epoch"], start["steps_per_round"]
     epoch, first_round = start["epoch"], start["round"]
@@ -66,10 +70,13 @@ def _run_epochs(plan, replica, exchange, client, worker, validation, start, repo
         seen = 0
         for round_index in range(first_round, rounds):
             means, samples = replica.train_steps(round_index * steps, (round_index + 1) * steps,
-                                                 progress=reporter and reporter.batch)
+                                                 progress=pruner.batch_hook(
+                                                     reporter and reporter.batch))
             sums = {name: value * samples for name, value in means.items()}
+            pruner.before_exchange(replica.model)
             stop = exchange.after_round(replica.model, epoch * rounds + round_index, samples,
                                         sums)
+            pruner.after_exchange(replica.model)
             seen += samples
             if reporter is not None:
                 reporter.round_done(samples, sums)
@@ -77,6 +84,7 @@ def _run_epochs(plan, replica, exchange, client, worker, validation, start, repo
             if stop or (reporter is not None and reporter.stop):
                 break
         first_round = 0
+        pruner.epoch_end(replica.model, epoch)
         report = {"epoch": epoch, **worker, "samples": seen}
         if reporter is not None:
             report.update(reporter.epoch_report())

@@ -1,0 +1,182 @@
+"""Pruning figures on scikit-learn's digits: dense vs DNS vs magnitude, local and on Spark.
+
+Run from the repository root:
+    PYTHONPATH=$PWD python bench/pruning.py --models mlp
+    PYTHONPATH=$PWD python bench/pruning.py --models cnn --cnn-c-rate 2.0 --cnn-conv-c-rate 1.0
+
+For each model (an MLP 64-300-100-10, the LeNet-300-100 shape, and a small
+LeNet-5-style CNN on the 8x8 images) it trains, with the same epoch budget:
+- dense: all epochs with Adam(1e-3);
+- DNS: a third of the epochs dense, then `DNS()` (its defaults) for the rest
+  at Adam(5e-3), masks frozen after `iter_stop` (1000 steps, about 23 of the
+  40 epochs): pruning then retraining;
+- magnitude: the same, with `magnitude(final_sparsity=...)` set to DNS's
+  compression, reached at the same step as DNS's `iter_stop`;
+- DNS on Spark: the same two phases through `SparkModel(..., num_workers=2,
+  pruning=DNS(...))`.
+It prints one JSON line per run and a Markdown table (accuracy on the 25 %
+held out, compression = prunable weights / weights kept, gzip size of the
+stripped `.keras` file).
+"""
+
+import argparse
+import gzip
+import json
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+BATCH = 32
+DNS_RATE = 5e-3
+
+
+def digits():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    x, y = load_digits(return_X_y=True)
+    return train_test_split((x / 16.0).astype("float32"), y, test_size=0.25, random_state=0)
+
+
+def build(kind, seed=1):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    if kind == "mlp":
+        layers = [keras.Input((64,)), keras.layers.Dense(300, activation="relu"),
+                  keras.layers.Dense(100, activation="relu")]
+    else:
+        layers = [keras.Input((64,)), keras.layers.Reshape((8, 8, 1)),
+                  keras.layers.Conv2D(6, 3, padding="same", activation="relu"),
+                  keras.layers.MaxPooling2D(), keras.layers.Conv2D(16, 3, activation="relu"),
+                  keras.layers.Flatten(), keras.layers.Dense(120, activation="relu"),
+                  keras.layers.Dense(84, activation="relu")]
+    model = keras.Sequential([*layers, keras.layers.Dense(10, activation="softmax")])
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+def gzip_size(model):
+    from sparkeras.pruning import strip
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "m.keras")
+        strip(model).save(path)
+        with open(path, "rb") as handle:
+            return len(gzip.compress(handle.read(), 9))
+
+
+def result(name, kind, model, data, seconds, **extra):
+    from sparkeras.pruning import report
+
+    _, x_test, _, y_test = data
+    row = {"model": kind, "run": name, "accuracy": float(model.evaluate(x_test, y_test,
+                                                                        verbose=0)[1]),
+           "compression": report(model)["compression"], "gzip_bytes": gzip_size(model),
+           "seconds": round(seconds, 1), **extra}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def phases(epochs):
+    """Dense warm-up epochs (a third), then pruning and retraining epochs."""
+    warm = epochs // 3
+    return warm, epochs - warm
+
+
+def local_runs(kind, data, epochs, dns_settings):
+    from sparkeras.pruning import DNS, magnitude
+
+    x_train, _, y_train, _ = data
+    steps = -(-len(x_train) // BATCH)
+    warm, rest = phases(epochs)
+    rows = []
+    started = time.perf_counter()
+    dense = build(kind)
+    dense.fit(x_train, y_train, epochs=epochs, batch_size=BATCH, verbose=0)
+    rows.append(result("dense", kind, dense, data, time.perf_counter() - started))
+
+    started = time.perf_counter()
+    pruned = build(kind)
+    pruned.fit(x_train, y_train, epochs=warm, batch_size=BATCH, verbose=0)
+    pruned.optimizer.learning_rate.assign(DNS_RATE)
+    pruned.fit(x_train, y_train, epochs=rest, batch_size=BATCH, verbose=0,
+               callbacks=[DNS(**dns_settings)])
+    dns_row = result("DNS", kind, pruned, data, time.perf_counter() - started,
+                     settings=dns_settings)
+    rows.append(dns_row)
+
+    started = time.perf_counter()
+    baseline = build(kind)
+    baseline.fit(x_train, y_train, epochs=warm, batch_size=BATCH, verbose=0)
+    baseline.optimizer.learning_rate.assign(DNS_RATE)
+    sparsity = min(0.999, 1 - 1 / dns_row["compression"])
+    baseline.fit(x_train, y_train, epochs=rest, batch_size=BATCH, verbose=0,
+                 callbacks=[magnitude(final_sparsity=sparsity, begin_step=0,
+                                      end_step=DNS().iter_stop, frequency=steps // 4)])
+    rows.append(result("magnitude", kind, baseline, data, time.perf_counter() - started))
+    return rows
+
+
+def spark_run(kind, data, epochs, dns_settings, workers):
+    import pandas as pd
+
+    import sparkeras
+    from sparkeras import SparkModel
+    from sparkeras.pruning import DNS
+
+    x_train, _, y_train, _ = data
+    spark = sparkeras.get_spark(f"local[{workers}]", app_name="sparkeras-bench-pruning",
+                                conf={"spark.driver.host": "127.0.0.1"})
+    frame = spark.createDataFrame(pd.DataFrame({"features": list(x_train), "label": y_train}))
+    # iter_stop at the same epoch as locally, in one replica's steps.
+    ratio = -(-len(x_train) // (BATCH * workers)) / -(-len(x_train) // BATCH)
+    warm, rest = phases(epochs)
+    started = time.perf_counter()
+    model = build(kind)
+    SparkModel(model, num_workers=workers).fit(frame, epochs=warm, batch_size=BATCH, verbose=0)
+    model.optimizer.learning_rate.assign(DNS_RATE)
+    sm = SparkModel(model, num_workers=workers,
+                    pruning=DNS(iter_stop=round(DNS().iter_stop * ratio), **dns_settings))
+    sm.fit(frame, epochs=rest, batch_size=BATCH, verbose=0)
+    return result(f"DNS, SparkModel {workers} workers", kind, sm.model, data,
+                  time.perf_counter() - started, settings=dns_settings)
+
+
+def table(rows):
+    lines = ["| model | run | accuracy | compression | gzip .keras |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['run']} | {100 * r['accuracy']:.2f} % | "
+              f"{r['compression']:.1f}x | {r['gzip_bytes'] / 1024:.0f} KiB |" for r in rows]
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=60, help="MLP epoch budget")
+    parser.add_argument("--cnn-epochs", type=int, default=60, help="CNN epoch budget")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--models", default="mlp,cnn")
+    parser.add_argument("--no-spark", action="store_true")
+    parser.add_argument("--cnn-c-rate", type=float, default=2.4,
+                        help="DNS c_rate of the CNN's Dense layers (the MLP uses DNS())")
+    parser.add_argument("--cnn-conv-c-rate", type=float, default=1.2)
+    args = parser.parse_args()
+    data = digits()
+    settings = {"mlp": {},
+                "cnn": {"c_rate": args.cnn_c_rate, "conv_c_rate": args.cnn_conv_c_rate}}
+    rows = []
+    for kind in args.models.split(","):
+        epochs = args.epochs if kind == "mlp" else args.cnn_epochs
+        rows += local_runs(kind, data, epochs, settings[kind])
+        if not args.no_spark:
+            rows.append(spark_run(kind, data, epochs, settings[kind], args.workers))
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""The state of Dynamic Network Surgery for one model: thresholds and masks.
+
+Neutral module: the local Keras callback, the driver of a distributed fit
+and every executor hold a `Surgery`, built from the same plain values, and
+so compute the same masks from the same weights.
+"""
+
+import logging
+
+import numpy as np
+
+from sparkeras.pruning.masks import draws_update, thresholds, update_mask
+
+
+class Surgery:
+    """Thresholds and masks of the pruned kernels of one model.
+
+    Args:
+        config: dict with `c_rate`, `conv_c_rate`, `gamma`, `power`,
+            `iter_stop` and `seed` (`DNS.get_config()`).
+        kernels: `(weight index, layer name, kind)` triples, from
+            `masks.prunable_kernels`.
+
+    Example:
+    >>> surgery = Surgery(DNS().get_config(), prunable_kernels(model))
+    >>> surgery.start(model.get_weights())
+    >>> model.set_weights(surgery.apply(model.get_weights()))
+    """
+
+    def __init__(self, config, kernels):
+        self.config = dict(config)
+        self.kernels = [tuple(kernel) for kernel in kernels]
+        self.limits = []  # (a, b) per kernel
+        self.masks = []  # uint8 arrays, one per kernel
+        self.iteration = 0
+
+    @property
+    def started(self):
+        """Whether the thresholds have been set (pruning has begun)."""
+        return bool(self.limits)
+
+    def start(self, weights):
+        """Sets each kernel's thresholds from `weights`; masks start all ones."""
+        self.limits = [
+            thresholds(weights[index], self._c_rate(kind)) for index, _, kind in self.kernels
+        ]
+        self.masks = [np.ones(np.shape(weights[index]), np.uint8) for index, _, _ in self.kernels]
+        for (index, name, _), (a, _) in zip(self.kernels, self.limits, strict=True):
+            if a > np.abs(weights[index]).max():
+                logging.getLogger("sparkeras").warning(
+                    "DNS prunes every weight of layer %r at first (threshold %.3g above its "
+                    "largest |W|): start pruning from a trained model, or lower c_rate.",
+                    name, a)
+
+    def update(self, weights, draw, iteration):
+        """Updates the masks from the dense `weights` if `draw` says so; returns whether."""
+        config = self.config
+        if not draws_update(draw, iteration, config["gamma"], config["power"],
+                            config["iter_stop"]):
+            return False
+        self.masks = [
+            update_mask(mask, weights[index], a, b)
+            for mask, (index, _, _), (a, b) in zip(self.masks, self.kernels, self.limits,
+                                                   strict=True)
+        ]
+        return True
+
+    def apply(self, weights):
+        """A copy of `weights` with each pruned kernel multiplied by its mask."""
+        masked = list(weights)
+        for mask, (index, _, _) in zip(self.masks, self.kernels, strict=True):
+            masked[index] = (weights[index] * mask).astype(np.asarray(weights[index]).dtype)
+        return masked
+
+    def to_plain(self):
+        """The state as plain values: a JSON-able dict and a list of mask arrays."""
+        info = {"config": self.config, "kernels": [list(k) for k in self.kernels],
+                "limits": [list(limit) for limit in self.limits], "iteration": self.iteration}
+        return info, [np.asarray(mask, np.uint8) for mask in self.masks]
+
+    @classmethod
+    def from_plain(cls, info, masks):
+        """Rebuilds a `Surgery` from `to_plain()`'s values."""
+        surgery = cls(info["config"], info["kernels"])
+        surgery.limits = [tuple(limit) for limit in info["limits"]]
+        surgery.masks = [np.asarray(mask, np.uint8) for mask in masks]
+        surgery.iteration = info["iteration"]
+        return surgery
+
+    def _c_rate(self, kind):
+        return self.config["conv_c_rate" if kind == "conv" else "c_rate"]
