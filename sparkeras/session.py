@@ -94,6 +94,8 @@ def _connect_session(remote, app_name, conf):
         # The local server already took the static settings at its start; setting
         # them again as runtime settings only warns.
         warnings.filterwarnings("ignore", message="Failed to set", category=UserWarning)
+        warnings.filterwarnings("ignore", message=".*NOT supported in Spark Connect",
+                                category=UserWarning)
         session = builder.getOrCreate()
     return _warm_up(session) if not remote.startswith("sc://") else session
 
