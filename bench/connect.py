@@ -27,7 +27,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from throughput import BATCH, make_data, make_model, to_frame  # noqa: E402
+from throughput import BATCH, _timed_write, make_data, make_model, to_frame  # noqa: E402
 
 BIG_UNITS = 5000  # Dense(5000) on 5000 inputs: 25 million float32 weights, ~100 MB
 
@@ -39,14 +39,6 @@ def big_model():
                               keras.layers.Dense(1)])
     model.compile("sgd", "mse")
     return model
-
-
-def _timed_write(frame):
-    """Seconds of the second of two full passes over `frame` (the first warms caches)."""
-    frame.write.format("noop").mode("overwrite").save()
-    start = time.perf_counter()
-    frame.write.format("noop").mode("overwrite").save()
-    return time.perf_counter() - start
 
 
 def _timed_evaluate(spark_model, frame, features_col="features"):
