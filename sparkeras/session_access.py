@@ -179,7 +179,8 @@ def client_server_hosts(spark, server_host):
     >>> client_server_hosts(connect_session, None)
     {'host': '127.0.0.1', 'advertised_host': '127.0.0.1'}
     """
-    address = _route_address(spark.client._builder.host)
+    # The client's channel builder knows the server's host (no public API says it).
+    address = _route_address(getattr(spark.client._builder, "host", "localhost"))
     bind = server_host or address
     advertised = address if server_host in (None, "", *_ALL_INTERFACES) else server_host
     return {"host": bind, "advertised_host": advertised}
