@@ -29,6 +29,7 @@ setup(
             "hypothesis>=6.100",
             "ruff>=0.5",
             "jax>=0.6",  # the JAX test run (.ci/run) and the multi-device tests
+            "pyspark[connect]>=4.1,<5",  # the Spark Connect test run (.ci/run)
             # The optional integrations below, and the notebook test (nbclient runs it).
             "mlflow-skinny>=2.12",
             "tensorboard>=2.16",
@@ -38,7 +39,9 @@ setup(
             "ipywidgets>=8",
             "pillow>=9",  # tests/test_images_text.py and bench/images.py make PNGs
         ],
-        "jax": ["jax>=0.6"],  # KERAS_BACKEND=jax (CPU; jax[cuda12] for NVIDIA GPUs)
+        "jax": ["jax>=0.6"],
+        # Spark Connect sessions (get_spark(remote=...), --remote): gRPC and its protos.
+        "connect": ["pyspark[connect]>=4.1,<5"],  # KERAS_BACKEND=jax (CPU; jax[cuda12] for NVIDIA GPUs)
         # sparkeras.callbacks.MLflowLogger; the skinny client is enough to log runs
         # (the full `mlflow` package, with its server, works as well).
         "mlflow": ["mlflow-skinny>=2.12"],

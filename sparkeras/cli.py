@@ -18,6 +18,7 @@ _EPILOG = """examples:
   sparkeras evaluate --data test.csv --features-cols a,b,c --model trained.keras
   sparkeras predict --data new.parquet --model trained.keras --output scored.parquet
   sparkeras train --master spark://host:7077 --conf spark.executor.memory=4g ...
+  sparkeras train --remote sc://connect-host:15002 ...   (Spark Connect)
 
 On a cluster, run the same commands through spark-submit:
   spark-submit --master spark://host:7077 path/to/sparkeras/submit.py train ...
@@ -42,10 +43,16 @@ def _column_list(text):
 
 def _session_arguments():
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument(
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
         "--master",
         help="Spark master URL, e.g. local[4] or spark://host:7077 (default: the one "
         "spark-submit gives, else local[*])",
+    )
+    where.add_argument(
+        "--remote",
+        help="Spark Connect server, e.g. sc://host:15002, or local[2] to start one here "
+        "(default: $SPARK_REMOTE if set)",
     )
     parser.add_argument(
         "--conf",
@@ -144,6 +151,8 @@ def _session(args):
     from sparkeras.session import get_spark
 
     conf = dict(args.conf)
+    if args.remote is not None:
+        return get_spark(app_name=f"sparkeras {args.command}", conf=conf, remote=args.remote)
     if args.master is None and "PYSPARK_GATEWAY_PORT" in os.environ:
         # Launched by spark-submit: its --master and --conf already hold.
         from pyspark.sql import SparkSession

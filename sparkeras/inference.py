@@ -1,7 +1,9 @@
 """Driver side of predict and evaluate: plans the jobs, never collects rows.
 
 Driver-side module. The model travels once per call as a broadcast of its
-`.keras` bytes; executors cache it per Python worker.
+`.keras` bytes (on Spark Connect: in the task's closure, or as an artifact
+when large; see `sparkeras.session_access.ship_bytes`); executors cache it per
+Python worker.
 """
 
 import uuid
@@ -22,10 +24,11 @@ def _plan(model, spec, batch_size, custom_objects, devices_per_task=None):
     )
 
 
-def _broadcast(context, model):
+def _broadcast(spark, model):
+    from sparkeras.session_access import ship_bytes
     from sparkeras.worker.model_io import model_to_bytes
 
-    return context.broadcast(model_to_bytes(model))
+    return ship_bytes(spark, model_to_bytes(model), "model")
 
 
 def predict_frame(df, model, spec, output_fields, batch_size, custom_objects,
@@ -50,11 +53,10 @@ def predict_frame(df, model, spec, output_fields, batch_size, custom_objects,
     from sparkeras.data import projection
     from sparkeras.worker.infer import make_predict_function
 
-    context = df.sparkSession.sparkContext
     names = [field.name for field in output_fields]
     function = make_predict_function(
         _plan(model, spec, batch_size, custom_objects, devices_per_task),
-        _broadcast(context, model),
+        _broadcast(df.sparkSession, model),
         names,
     )
     function.__name__ = "sparkeras_predict"  # the UDF's name in the query plan and Spark UI
@@ -75,23 +77,22 @@ def evaluate_frame(df, model, spec, batch_size, custom_objects, devices_per_task
     """Returns the model's metrics on `df`, averaged over partitions by samples."""
     from sparkeras.data import projection
     from sparkeras.data.errors import content_error_in
+    from sparkeras.session_access import job_description
     from sparkeras.worker.infer import EVALUATION_DDL, make_evaluate_task
 
-    context = df.sparkSession.sparkContext
-    broadcast = _broadcast(context, model)
+    broadcast = _broadcast(df.sparkSession, model)
     task = make_evaluate_task(
         _plan(model, spec, batch_size, custom_objects, devices_per_task), broadcast
     )
-    context.setJobDescription("sparkeras evaluate")
     try:
-        rows = df.select(projection(spec)).mapInArrow(task, EVALUATION_DDL).collect()
+        with job_description(df.sparkSession, "sparkeras evaluate"):
+            rows = df.select(projection(spec)).mapInArrow(task, EVALUATION_DDL).collect()
     except Exception as error:  # a data error of an executor: raise it as the driver's own
         content = content_error_in(error)
         if content is None:
             raise
         raise content from None
     finally:
-        context.setJobDescription(None)
         broadcast.destroy()
     totals, counts = {}, {}
     for row in rows:

@@ -22,6 +22,12 @@ class TrainingConfig:
             set, else `spark.driver.host`, and executors connect to
             `spark.driver.host`; never all interfaces unless you pass
             "0.0.0.0" (executors then still connect to `spark.driver.host`).
+            On Spark Connect the server runs in the client process: by
+            default it binds to, and advertises, the client's address on the
+            route to the Connect server (docs/connect.md).
+        server_advertised_host: Address executors connect to when they reach
+            the server under another address than the one it binds to (NAT,
+            a container's published port); None: as described above.
         server_port: Port, or an inclusive `(low, high)` range to try, for the
             parameter server (firewalled clusters); 0 picks a free port.
         tls: A `sparkeras.ps.TLSConfig` to encrypt parameter-server traffic.
@@ -45,6 +51,7 @@ class TrainingConfig:
 
     seed: int = 0
     server_host: str = None
+    server_advertised_host: str = None
     server_port: object = 0
     tls: object = None
     max_attempts: int = 3

@@ -13,7 +13,7 @@ _EMBEDDED_CONF = {
 }
 
 
-def get_spark(master="local[*]", app_name="sparkeras", conf=None):
+def get_spark(master="local[*]", app_name="sparkeras", conf=None, *, remote=None):
     """Returns the active SparkSession, or builds an embedded local one.
 
     An existing session is returned as it is: its master and settings are
@@ -23,28 +23,48 @@ def get_spark(master="local[*]", app_name="sparkeras", conf=None):
     then start in the background, with Keras imported once per executor
     (`wait_for_python_workers` waits for them).
 
+    With `remote` (or the standard `SPARK_REMOTE` variable) the session is a
+    Spark Connect client: `"sc://host:15002"` connects to a running Connect
+    server (`conf` then holds runtime settings only), and `"local[N]"` starts
+    one in this process, set up as the embedded session above.
+
     Args:
         master: Spark master URL for a new session, e.g. `"local[2]"`.
         app_name: Application name shown in the Spark UI.
         conf: Optional dict of extra Spark settings for a new session.
+        remote: A Spark Connect URL, e.g. `"sc://host:15002"` or `"local[2]"`.
 
     Returns:
-        A `pyspark.sql.SparkSession`.
+        A `pyspark.sql.SparkSession` (a Spark Connect one with `remote`).
 
     Example:
     >>> import sparkeras
     >>> spark = sparkeras.get_spark("local[2]")
     >>> spark.range(3).count()
     3
+    >>> connect = sparkeras.get_spark(remote="sc://spark-host:15002")
     """
     from pyspark.sql import SparkSession
 
     from sparkeras import quiet
 
+    remote = remote or os.environ.get("SPARK_REMOTE")
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
     quiet.quiet_tensorflow()  # the driver's, and the Python workers' (they inherit it)
+    if remote:
+        return _connect_session(remote, app_name, conf)
+    builder = SparkSession.builder.master(master).appName(app_name)
+    for key, value in _embedded_settings(master, conf).items():
+        builder = builder.config(key, value)
+    return _warm_up(builder.getOrCreate())
+
+
+def _embedded_settings(master, conf):
+    """The settings of a session on `master` that runs in this process, `conf` last."""
+    from sparkeras import quiet
+
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     settings = dict(_EMBEDDED_CONF)
@@ -60,10 +80,38 @@ def get_spark(master="local[*]", app_name="sparkeras", conf=None):
         settings["spark.driver.host"] = "127.0.0.1"
     settings.update(conf or {})
     settings.update(quiet.quiet_session_conf(settings))
-    builder = SparkSession.builder.master(master).appName(app_name)
+    return settings
+
+
+def _connect_session(remote, app_name, conf):
+    """A Spark Connect session on `remote`; a local one starts its server here."""
+    import warnings
+
+    from pyspark.sql import SparkSession
+
+    settings = dict(conf or {})
+    if not remote.startswith("sc://"):
+        # A Connect server in this process: set it up as an embedded session, and let
+        # saves (KerasEstimator.write) copy the .keras file to its local file system.
+        settings = {**_embedded_settings(remote, conf), **_LOCAL_CONNECT_CONF, **settings}
+    builder = SparkSession.builder.remote(remote).appName(app_name)
     for key, value in settings.items():
         builder = builder.config(key, value)
-    session = builder.getOrCreate()
+    with warnings.catch_warnings():
+        # The local server already took the static settings at its start; setting
+        # them again as runtime settings only warns.
+        warnings.filterwarnings("ignore", message="Failed to set", category=UserWarning)
+        warnings.filterwarnings("ignore", message=".*NOT supported in Spark Connect",
+                                category=UserWarning)
+        session = builder.getOrCreate()
+    return _warm_up(session) if not remote.startswith("sc://") else session
+
+
+_LOCAL_CONNECT_CONF = {"spark.sql.artifact.copyFromLocalToFs.allowDestLocal": "true"}
+
+
+def _warm_up(session):
+    """Starts the session's Python workers in the background; returns the session."""
     warm_up = threading.Thread(target=_start_python_workers, args=(session,), daemon=True)
     warm_up.start()
     _WARM_UPS[id(session)] = warm_up
@@ -112,15 +160,15 @@ def _start_python_workers(session):
     gave those a daemon and workers of their own after a warm-up with an RDD
     task (measured: the first fit then waited about 5 s more).
     """
-    context = session.sparkContext
-    context.setJobDescription("sparkeras: start Python workers")
-    slots = context.defaultParallelism
+    from sparkeras.session_access import job_description, spark_context, task_slots
+
     try:
-        session.range(slots, numPartitions=slots).mapInArrow(_nothing, "id long").collect()
+        context = spark_context(session)
+        slots = task_slots(session)[0] if context is None else context.defaultParallelism
+        with job_description(session, "sparkeras: start Python workers"):
+            session.range(slots, numPartitions=slots).mapInArrow(_nothing, "id long").collect()
     except Exception:  # the session was stopped meanwhile: nothing to warm
         pass
-    finally:
-        context.setJobDescription(None)
 
 
 def _nothing(batches):

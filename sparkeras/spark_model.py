@@ -6,11 +6,13 @@ schema and the session's settings, before any Spark job starts.
 
 import contextlib
 
-from sparkeras import options, progress
+from sparkeras import options, progress, session_access
 from sparkeras.options import TrainingConfig
 
 
 def _slots(spark):
+    if session_access.is_connect(spark):
+        return session_access.task_slots(spark)
     context = spark.sparkContext
     task_cpus = int(context.getConf().get("spark.task.cpus", "1"))
     return max(1, context.defaultParallelism // task_cpus), task_cpus
@@ -134,7 +136,7 @@ class SparkModel:
                 validation_data.select(projection(validation_spec))
                 .withColumn(SPLIT_COLUMN, _literal(True))
             )
-        if frame.rdd.getNumPartitions() != num_workers or validation_data is not None:
+        if session_access.num_partitions(frame) != num_workers or validation_data is not None:
             frame = frame.repartition(num_workers)
         resume_state = _resume_state(checkpoint_dir, resume, epochs)
         pruning = self.pruning and DriverPruning(self.pruning, self._model, resume_state)
@@ -158,7 +160,8 @@ class SparkModel:
             },
             epochs=epochs, num_workers=num_workers, steps=self._steps,
             server={
-                **_server_hosts(spark, self.config.server_host),
+                **_server_hosts(spark, self.config.server_host,
+                                self.config.server_advertised_host),
                 "port": self.config.server_port, "tls": self.config.tls,
             },
             max_attempts=options.check_positive_int("max_attempts", self.config.max_attempts),
@@ -169,7 +172,8 @@ class SparkModel:
         run.batch_hooks = _has_batch_hooks(callbacks)
         run.pruning = pruning
         if verbose:
-            run.progress = progress.FitProgress(verbose, epochs, spark.sparkContext)
+            run.progress = progress.FitProgress(verbose, epochs,
+                                                session_access.spark_context(spark))
         self.workers.clear()
         with run.progress or contextlib.nullcontext():
             self.training_summary = run_fit(self._model, frame, callback_list, history, run)
@@ -236,9 +240,8 @@ class SparkModel:
         return cls(model, custom_objects=custom_objects, **kwargs)
 
     def _check_devices(self, spark, batch_size=None):
-        context = spark.sparkContext
         return options.check_devices(
-            context.getConf(), context.master, self.config.devices_per_task, batch_size
+            *session_access.conf_and_master(spark), self.config.devices_per_task, batch_size
         )
 
     def _data_spec(self, df, features_col, label_col, compiled, decode=None):
@@ -267,18 +270,23 @@ class SparkModel:
 _ALL_INTERFACES = ("0.0.0.0", "::")
 
 
-def _server_hosts(spark, server_host):
+def _server_hosts(spark, server_host, advertised_host=None):
     """Where the parameter server binds, and the address the executors connect to.
 
     As Spark's own driver services do: bind to `spark.driver.bindAddress` if
     set (containers with bridged networking), else `spark.driver.host`, and
     advertise `spark.driver.host`. `TrainingConfig.server_host` sets both,
     except that executors cannot connect to all interfaces ("0.0.0.0").
+    `TrainingConfig.server_advertised_host` replaces the advertised address.
     """
-    driver_host = spark.conf.get("spark.driver.host")
-    bind = server_host or spark.conf.get("spark.driver.bindAddress", None) or driver_host
-    advertised = driver_host if server_host in (None, "", *_ALL_INTERFACES) else server_host
-    return {"host": bind, "advertised_host": advertised}
+    if session_access.is_connect(spark):  # the server runs in this client process
+        hosts = session_access.client_server_hosts(spark, server_host)
+    else:
+        driver_host = spark.conf.get("spark.driver.host")
+        bind = server_host or spark.conf.get("spark.driver.bindAddress", None) or driver_host
+        advertised = driver_host if server_host in (None, "", *_ALL_INTERFACES) else server_host
+        hosts = {"host": bind, "advertised_host": advertised}
+    return {**hosts, "advertised_host": advertised_host or hosts["advertised_host"]}
 
 
 def _has_batch_hooks(callbacks):

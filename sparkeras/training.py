@@ -13,6 +13,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 
+from sparkeras.session_access import cancel_job_group, set_job_group, ship_bytes
 from sparkeras.task_errors import (
     describe_failure,
     deterministic_failure_message,
@@ -90,8 +91,7 @@ class _TrainingJob(threading.Thread):
         self.error = None
 
     def run(self):
-        context = self._frame.sparkSession.sparkContext
-        context.setJobGroup(self._group, self._description, interruptOnCancel=True)
+        set_job_group(self._frame.sparkSession, self._group, self._description)
         try:
             self.summary = self._launch_until_done()
         except BaseException as error:  # reported to the main thread
@@ -110,7 +110,13 @@ class _TrainingJob(threading.Thread):
             except Exception as error:
                 if self._coordinator.failure is not None or self.stop_requested:
                     raise
-                unrecoverable = deterministic_failure_message(worker_exception(error))
+                cause = worker_exception(error)
+                if cause is not None and _UNREACHABLE in cause and not self._coordinator.workers:
+                    raise ConnectionError(
+                        "The training tasks cannot reach the parameter server, so the fit stops "
+                        f"now rather than relaunch them. {cause.split(': ', 1)[1]}"
+                    ) from error
+                unrecoverable = deterministic_failure_message(cause)
                 if unrecoverable is not None:
                     raise RuntimeError(unrecoverable) from error
                 if launch == self._max_attempts:
@@ -121,9 +127,9 @@ class _TrainingJob(threading.Thread):
                         f"Received: max_attempts={self._max_attempts}"
                     ) from error
                 epoch, round_in_epoch = self._coordinator.relaunch()
-                self._frame.sparkSession.sparkContext.setJobGroup(
-                    self._group, f"{self._description} (launch {launch + 1}, from epoch "
-                    f"{epoch + 1})", interruptOnCancel=True,
+                set_job_group(
+                    self._frame.sparkSession, self._group, f"{self._description} (launch "
+                    f"{launch + 1}, from epoch {epoch + 1})",
                 )
                 logger.warning(
                     "Training job failed (launch %d of at most %d): %s. Relaunching; resuming "
@@ -131,6 +137,11 @@ class _TrainingJob(threading.Thread):
                     launch, self._max_attempts, describe_failure(error), epoch + 1,
                     round_in_epoch,
                 )
+
+
+# What a task raises when it cannot connect (sparkeras.ps.client); before any worker
+# registered it means the address or port is wrong, which a relaunch cannot fix.
+_UNREACHABLE = "Cannot reach the parameter server"
 
 
 def run_fit(model, frame, callbacks, history, run):
@@ -152,7 +163,7 @@ def run_fit(model, frame, callbacks, history, run):
     from sparkeras.worker.plan import ServerAddress, TrainPlan
     from sparkeras.worker.train import SUMMARY_DDL, make_train_task
 
-    context = frame.sparkSession.sparkContext
+    spark = frame.sparkSession
     start_epoch = _resume(model, history, run.resume_state)
     coordinator = TrainingCoordinator(
         run.num_workers, model.get_weights(), run.plan_values["mode"], run.steps,
@@ -168,8 +179,8 @@ def run_fit(model, frame, callbacks, history, run):
         tls=run.server["tls"], max_message_bytes=_max_message_bytes(model),
         max_connections=max(64, 4 * run.num_workers),
     )
-    broadcast = context.broadcast(model_to_bytes(model))
-    secret_broadcast = context.broadcast(secret)  # never in the task's pickle (see ServerAddress)
+    broadcast = ship_bytes(spark, model_to_bytes(model), "model")
+    secret_broadcast = ship_bytes(spark, secret, "secret")  # never in the task's pickle
     group = f"sparkeras-fit-{uuid.uuid4().hex[:12]}"
     job = None
     try:
@@ -203,7 +214,7 @@ def run_fit(model, frame, callbacks, history, run):
         if job is not None:
             job.stop_requested = True
         coordinator.abort("The driver stopped the fit.")
-        context.cancelJobGroup(group)
+        cancel_job_group(spark, group)
         raise
     finally:
         if job is not None and job.is_alive():

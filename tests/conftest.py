@@ -26,12 +26,30 @@ JAX_SUBSET = (
 JAX_SUBSET_EXCLUDES = ("test_ml.py::test_cross_validator",)
 
 
+# The Spark Connect subset: `python -m pytest -m connect` (.ci/run runs it after the
+# JAX run). Its tests share one Connect session (`remote("local[2]")`), which cannot
+# live in the same process as the classic `spark` fixture: a run whose -m does not
+# name `connect` deselects them (pytest reports them as deselected), and a run that
+# selects them must not select classic tests.
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "connect: the Spark Connect subset, run alone with -m connect (conftest.py)"
+    )
+
+
 def pytest_collection_modifyitems(config, items):
-    del config
     for item in items:
         name = f"{item.path.name}::{item.name}"
         if item.path.name in JAX_SUBSET and not name.startswith(JAX_SUBSET_EXCLUDES):
             item.add_marker(pytest.mark.jax)
+    if "connect" in (config.option.markexpr or ""):
+        return
+    connect = [item for item in items if item.get_closest_marker("connect")]
+    if connect:
+        config.hook.pytest_deselected(items=connect)
+        items[:] = [item for item in items if not item.get_closest_marker("connect")]
 
 
 @pytest.fixture(scope="session")

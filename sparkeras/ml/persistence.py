@@ -8,6 +8,11 @@ stages only from paths you trust, as with any pickle. All go through Spark's
 Hadoop file system layer, so any path Spark itself can save to works (local,
 `file:`, `hdfs:`, `s3a:`, ...), and a `Pipeline` or `PipelineModel` holding
 the stages saves and loads with `write().save(path)` and `load(path)`.
+
+On a Spark Connect session there is no Hadoop layer in the client: the
+`.keras` file is copied to the server's file system with
+`spark.copyFromLocalToFs` and read back with the `binaryFile` data source, so
+`path` is a path the Connect server resolves (see docs/connect.md).
 """
 
 import os
@@ -24,6 +29,8 @@ from pyspark.ml.util import (
 
 __all__ = ["KerasReadWrite"]
 
+from sparkeras.session_access import is_connect
+
 _MODEL_FILE = "model.keras"
 _DECODE_FILE = "decode.pkl"
 _FUNCTION_PARAMS = ("model", "decode")
@@ -36,6 +43,16 @@ class _KerasStageWriter(MLWriter):
     def __init__(self, instance):
         super().__init__()
         self._instance = instance
+
+    def save(self, path):
+        """Saves the stage at `path` (replacing it after `overwrite()`)."""
+        if self.shouldOverwrite and is_connect(self.sparkSession):
+            from pyspark.ml.connect.readwrite import RemoteMLWriter
+
+            RemoteMLWriter.handleOverwrite(path, True)  # the JVM call of MLWriter.save
+            self.saveImpl(path)
+            return
+        super().save(path)
 
     def saveImpl(self, path):
         instance = self._instance
@@ -119,6 +136,9 @@ def _hadoop_file(spark, path):
 
 
 def _write_bytes(spark, path, data):
+    if is_connect(spark):
+        _copy_to_server(spark, path, data)
+        return
     file_system, hadoop_path = _hadoop_file(spark, path)
     stream = file_system.create(hadoop_path, True)
     try:
@@ -129,9 +149,37 @@ def _write_bytes(spark, path, data):
 
 
 def _read_bytes(spark, path):
+    if is_connect(spark):
+        rows = spark.read.format("binaryFile").load(path).select("content").collect()
+        return bytes(rows[0].content)
     file_system, hadoop_path = _hadoop_file(spark, path)
     stream = file_system.open(hadoop_path)
     try:
         return bytes(spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
     finally:
         stream.close()
+
+
+def _copy_to_server(spark, path, data):
+    """Writes `data` at `path` of a Connect server's file system (a path without scheme)."""
+    import tempfile
+    from urllib.parse import urlparse
+
+    from pyspark.errors import PySparkException
+
+    server_path = urlparse(path).path if path.startswith("file:") else path
+    with tempfile.TemporaryDirectory(prefix="sparkeras-") as folder:
+        local = os.path.join(folder, _MODEL_FILE)
+        with open(local, "wb") as handle:
+            handle.write(data)
+        try:
+            spark.copyFromLocalToFs(local, server_path)
+        except PySparkException as error:
+            raise ValueError(
+                "Cannot copy the .keras file to the Spark Connect server's file system: "
+                f"{str(error).splitlines()[0]}. Save to a path of the server's default file "
+                "system without a scheme (hdfs:/s3a: come from its fs.defaultFS); a local "
+                "path needs the server started with "
+                "spark.sql.artifact.copyFromLocalToFs.allowDestLocal=true. "
+                f"Received: path={path!r}"
+            ) from error

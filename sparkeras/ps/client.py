@@ -11,6 +11,9 @@ from sparkeras.ps.channel import Channel, SocketReader, tune_socket, wait_readab
 
 __all__ = ["ParameterClient", "RemoteError"]
 
+# Longest wait for the TCP connection itself (a reachable server answers in ms).
+_REACH_TIMEOUT_S = 10.0
+
 
 class RemoteError(RuntimeError):
     """The server's handler raised while answering a request.
@@ -125,12 +128,19 @@ class ParameterClient:
 
     def _connect(self):
         try:
-            sock = socket.create_connection((self._host, self._port), self._connect_timeout_s)
+            # A host that drops packets would hold a task for minutes: a fit must fail fast.
+            sock = socket.create_connection(
+                (self._host, self._port), min(self._connect_timeout_s, _REACH_TIMEOUT_S)
+            )
         except OSError as error:
             raise ConnectionError(
-                f"Cannot reach the parameter server at {self._host}:{self._port}: {error}. Check "
-                "that the driver's address (spark.driver.host) is reachable from the executors "
-                "and that the port (TrainingConfig.server_port) is open in the firewall."
+                f"Cannot reach the parameter server at {self._host}:{self._port}: {error}. It "
+                "runs in the process that calls fit (the driver; on Spark Connect, the client), "
+                "which the executors must reach: set TrainingConfig(server_host=...) to an "
+                "address of it they reach (default: spark.driver.host; on Connect, the client's "
+                "address on the route to the server), server_advertised_host if they reach it "
+                "under another address, and open TrainingConfig.server_port in the firewall. "
+                f"Received: server_host={self._host!r}, server_port={self._port}"
             ) from error
         try:
             tune_socket(sock)

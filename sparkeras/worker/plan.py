@@ -2,7 +2,8 @@
 
 Neutral module: built on the driver, read on executors. It holds no Spark or
 Keras objects, only values that pickle small (the model itself travels as a
-Spark broadcast of `.keras` bytes).
+Spark broadcast of `.keras` bytes, or on Spark Connect as a holder from
+`sparkeras.worker.shipped`).
 """
 
 from dataclasses import dataclass, field
@@ -16,7 +17,9 @@ class ServerAddress:
 
     The per-fit secret travels as a Spark broadcast, not inside the task's
     pickled function: PySpark hands that pickle to the JVM through py4j,
-    whose DEBUG log would show it.
+    whose DEBUG log would show it. On Spark Connect, where the pickle is part
+    of the plan sent to the server, it travels as an artifact file
+    (`sparkeras.worker.shipped.ArtifactBytes`) for the same reason.
     """
 
     host: str
