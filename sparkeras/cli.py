@@ -218,21 +218,22 @@ def _job_options(args):
 
 def _run(args, sessions):
     """Runs the command; appends the session it builds to `sessions`."""
+    from pyspark.sql import SparkSession
+
+    ours = SparkSession.getActiveSession() is None  # a session the caller had open stays open
     if args.command == "demo":
         from sparkeras.demo import run_demo
 
         run_demo(args.master, args.epochs, args.num_workers, args.output)
+        sessions.extend([SparkSession.getActiveSession()] if ours else [])
         return
     from sparkeras import jobs
 
     options = _job_options(args)
     jobs.check(args.command, options)
     spark_model = jobs.prepare(args.command, options)  # columns checked before Spark starts
-    from pyspark.sql import SparkSession
-
-    ours = SparkSession.getActiveSession() is None
     spark = _session(args)
-    if ours:  # a session the caller had open stays open
+    if ours:
         sessions.append(spark)
     result = getattr(jobs, args.command)(spark, options, spark_model)
     if args.command == "train":
