@@ -265,14 +265,16 @@ def _in_flags(message, args):
 
 
 def _stop(spark):
-    """Stops the session once its background start-up job is over.
+    """Stops the session the command built, quietly, once its outcome is printed.
 
-    A Spark task that ends after the driver's Python exited fails to report to
-    it and prints Java traces: stopping the session first ends them cleanly.
+    Left to the interpreter's exit, a Spark task still running then (the
+    background start-up job, after an early error) fails to report to the
+    driver's Python and prints Java traces; stopped with the session, it logs
+    an ERROR. Neither says anything about the command: both stay off.
     """
-    from sparkeras.session import wait_for_python_workers
-
-    wait_for_python_workers(spark, timeout_s=60)
+    context = spark.sparkContext
+    context.setLogLevel("OFF")
+    context.cancelAllJobs()
     spark.stop()
 
 
