@@ -12,14 +12,14 @@ from helpers import dense_classifier, digits_arrays
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_command(*arguments):
+def run_command(*arguments, timeout=120):
     """Runs `python -m sparkeras.cli ARGUMENTS` in a fresh process."""
     return subprocess.run(
         [sys.executable, "-m", "sparkeras.cli", *arguments],
         cwd=_REPO,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
 
 
@@ -168,6 +168,21 @@ def test_column_errors_name_the_flag_and_come_before_spark_starts(digits_files, 
     assert last.startswith("sparkeras evaluate: error: In --data=") and named in last, last
     assert f"Received: {named}=" in last and "_col" not in last
     assert "Traceback" not in completed.stderr and "at org.apache" not in completed.stderr
+
+
+@pytest.mark.spark
+def test_an_error_once_spark_runs_is_the_last_line(digits_files):
+    # A URI is read by Spark only, so this error comes once the session runs,
+    # with its start-up job still going: nothing may follow the one line.
+    paths, _ = digits_files
+    completed = run_command(
+        "evaluate", "--data", f"file://{paths['test']}", "--model", paths["compiled"],
+        "--features-col", "pixels", timeout=600,
+    )
+    assert completed.returncode == 2, completed.stderr
+    after = completed.stderr.split("sparkeras evaluate: error: ")[-1]
+    assert after.startswith("Column 'pixels' given in --features-col is not"), after
+    assert len(after.strip().splitlines()) == 1, after
 
 
 def test_csv_columns_are_checked_against_the_model_before_spark_starts(digits_files, tmp_path):
