@@ -161,7 +161,7 @@ def test_column_errors_name_the_flag_and_come_before_spark_starts(digits_files, 
     completed = subprocess.run(
         [sys.executable, "-m", "sparkeras.cli", "evaluate", "--data", paths["test"],
          "--model", paths["compiled"], *flags],
-        cwd=_REPO, capture_output=True, text=True, timeout=120, env=_without_spark(),
+        cwd=_REPO, capture_output=True, text=True, timeout=600, env=_without_spark(),
     )
     assert completed.returncode == 2, completed.stderr
     last = completed.stderr.strip().splitlines()[-1]
@@ -192,7 +192,7 @@ def test_csv_columns_are_checked_against_the_model_before_spark_starts(digits_fi
     completed = subprocess.run(
         [sys.executable, "-m", "sparkeras.cli", "evaluate", "--data", str(csv),
          "--features-cols", "a,b", "--model", paths["compiled"]],
-        cwd=_REPO, capture_output=True, text=True, timeout=120, env=_without_spark(),
+        cwd=_REPO, capture_output=True, text=True, timeout=600, env=_without_spark(),
     )
     assert completed.returncode == 2, completed.stderr
     last = completed.stderr.strip().splitlines()[-1]
