@@ -270,11 +270,15 @@ def _stop(spark):
     Left to the interpreter's exit, a Spark task still running then (the
     background start-up job, after an early error) fails to report to the
     driver's Python and prints Java traces; stopped with the session, it logs
-    an ERROR. Neither says anything about the command: both stay off.
+    an ERROR. Neither says anything about the command: the job is cancelled,
+    its thread waited for, and the logs are off.
     """
+    from sparkeras.session import wait_for_python_workers
+
     context = spark.sparkContext
     context.setLogLevel("OFF")
     context.cancelAllJobs()
+    wait_for_python_workers(spark, timeout_s=60)  # its thread ends once its job is cancelled
     spark.stop()
 
 
