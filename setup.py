@@ -47,8 +47,15 @@ setup(
         "mlflow": ["mlflow-skinny>=2.12"],
         # keras.callbacks.TensorBoard writes its summaries through this package.
         "tensorboard": ["tensorboard>=2.16"],
-        # Jupyter: a kernel, and ipywidgets for the fit's progress widget.
-        "notebook": ["ipykernel>=6", "ipywidgets>=8"],
+        # Jupyter (`jupyter lab notebooks/quickstart.ipynb`), ipywidgets for the fit's
+        # progress widget, and the MLflow and TensorBoard clients the notebook uses.
+        "notebook": [
+            "jupyterlab>=4",
+            "ipykernel>=6",
+            "ipywidgets>=8",
+            "mlflow-skinny>=2.12",
+            "tensorboard>=2.16",
+        ],
         # Decoding encoded images (PNG, JPEG) in a decode= function on the executors.
         "images": ["pillow>=9"],
     },

@@ -8,15 +8,20 @@ job from `sparkeras.jobs`. Exit codes: 0 success, 2 bad arguments or input
 import argparse
 import json
 import os
+import re
 import sys
 import traceback
 
 _EPILOG = """examples:
   sparkeras demo --epochs 5
   sparkeras train --data train.parquet --model compiled.keras --output trained.keras \\
-      --features-col features --label-col label --epochs 10 --num-workers 2
+      --features-col features --label-col label --epochs 10 --num-workers 2 \\
+      --validation-data val.parquet --checkpoint-dir checkpoints/run-1
+  sparkeras train ... --checkpoint-dir checkpoints/run-1 --resume --epochs 20
   sparkeras evaluate --data test.csv --features-cols a,b,c --model trained.keras
   sparkeras predict --data new.parquet --model trained.keras --output scored.parquet
+      (a classifier writes the class to "prediction" and its outputs to "probability";
+       --raw writes the raw outputs to "prediction")
   sparkeras train --master spark://host:7077 --conf spark.executor.memory=4g ...
   sparkeras train --remote sc://connect-host:15002 ...   (Spark Connect)
 
@@ -39,6 +44,16 @@ def _column_list(text):
     if not names:
         raise argparse.ArgumentTypeError(f"expected a,b,c. Received: --features-cols {text!r}")
     return names
+
+
+def _frequency(text):
+    if text in ("epoch", "batch"):
+        return text
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    raise argparse.ArgumentTypeError(
+        f"expected epoch, batch or a positive number of steps. Received: --frequency {text!r}"
+    )
 
 
 def _session_arguments():
@@ -119,6 +134,28 @@ def _parser():
         help="how workers combine updates (default: synchronous)",
     )
     train.add_argument("--num-workers", type=int, help="training tasks (default: all task slots)")
+    train.add_argument(
+        "--frequency",
+        type=_frequency,
+        default="epoch",
+        metavar="epoch|batch|N",
+        help="when workers exchange weights: every epoch, batch or N steps (default: epoch)",
+    )
+    train.add_argument(
+        "--validation-data",
+        metavar="PATH",
+        help="Parquet or CSV data with the same columns; its metrics print as val_*",
+    )
+    train.add_argument(
+        "--checkpoint-dir",
+        metavar="DIR",
+        help="write a checkpoint there after every epoch (a local path or a URI)",
+    )
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the fit checkpointed in --checkpoint-dir up to --epochs in total",
+    )
     evaluate = commands.add_parser(
         "evaluate",
         parents=[session, _data_arguments(with_label=True)],
@@ -133,6 +170,23 @@ def _parser():
     )
     predict.add_argument("--model", required=True, help="trained .keras model")
     predict.add_argument("--output", required=True, help="Parquet folder to write")
+    predict.add_argument(
+        "--prediction-col",
+        default="prediction",
+        help="column of the predicted class (a double), or of the output of a model that is "
+        "not a classifier (default: prediction)",
+    )
+    predict.add_argument(
+        "--probability-col",
+        default="probability",
+        help='column of a classifier\'s outputs (class probabilities); "" for none '
+        "(default: probability)",
+    )
+    predict.add_argument(
+        "--raw",
+        action="store_true",
+        help="write the model's raw outputs to --prediction-col, also for classifiers",
+    )
     demo = commands.add_parser(
         "demo", help="train a digits classifier on an embedded local Spark and save it"
     )
@@ -167,28 +221,40 @@ def _session(args):
 def _job_options(args):
     from sparkeras.jobs import JobOptions
 
-    training = ("label_col", "epochs", "batch_size", "mode", "num_workers")
+    named = (
+        "label_col", "epochs", "batch_size", "mode", "num_workers", "frequency",
+        "validation_data", "checkpoint_dir", "resume", "prediction_col", "probability_col", "raw",
+    )
     return JobOptions(
         data=args.data,
         model=args.model,
         output=args.output,
         data_format=args.format,
         features_col=args.features_cols or args.features_col,
-        **{name: getattr(args, name) for name in training if hasattr(args, name)},
+        **{name: getattr(args, name) for name in named if hasattr(args, name)},
     )
 
 
-def _run(args):
+def _run(args, sessions):
+    """Runs the command; appends the session it builds to `sessions`."""
+    from pyspark.sql import SparkSession
+
+    ours = SparkSession.getActiveSession() is None  # a session the caller had open stays open
     if args.command == "demo":
         from sparkeras.demo import run_demo
 
         run_demo(args.master, args.epochs, args.num_workers, args.output)
+        sessions.extend([SparkSession.getActiveSession()] if ours else [])
         return
     from sparkeras import jobs
 
     options = _job_options(args)
     jobs.check(args.command, options)
-    result = getattr(jobs, args.command)(_session(args), options)
+    spark_model = jobs.prepare(args.command, options)  # columns checked before Spark starts
+    spark = _session(args)
+    if ours:
+        sessions.append(spark)
+    result = getattr(jobs, args.command)(spark, options, spark_model)
     if args.command == "train":
         print(f"Trained for {options.epochs} epoch(s); last epoch: {json.dumps(result)}")
         print(f"Saved the trained model to {options.output}")
@@ -206,6 +272,35 @@ def _input_errors():
     return (ValueError, TypeError, FileNotFoundError, AnalysisException)
 
 
+_FLAGS = {"label_col": "--label-col", "checkpoint_dir": "--checkpoint-dir"}
+
+
+def _in_flags(message, args):
+    """`message` with the Python argument names it quotes replaced by the flags typed."""
+    features = "--features-cols" if getattr(args, "features_cols", None) else "--features-col"
+    for name, flag in {"features_col": features, **_FLAGS}.items():
+        message = re.sub(rf"\b{name}\b", flag, message)
+    return message
+
+
+def _stop(spark):
+    """Stops the session the command built, quietly, once its outcome is printed.
+
+    Left to the interpreter's exit, a Spark task still running then (the
+    background start-up job, after an early error) fails to report to the
+    driver's Python and prints Java traces; stopped with the session, it logs
+    an ERROR. Neither says anything about the command: the job is cancelled,
+    its thread waited for, and the logs are off.
+    """
+    from sparkeras.session import wait_for_python_workers
+
+    context = spark.sparkContext
+    context.setLogLevel("OFF")
+    context.cancelAllJobs()
+    wait_for_python_workers(spark, timeout_s=60)  # its thread ends once its job is cancelled
+    spark.stop()
+
+
 def main(argv=None):
     """Runs the `sparkeras` command line; returns the exit code.
 
@@ -221,16 +316,20 @@ def main(argv=None):
         os.environ[quiet.VERBOSE_VARIABLE] = "1"
     # Keras is imported below: keep TensorFlow's start-up notices off the console.
     quiet.quiet_tensorflow()
+    sessions = []
+    code = 0
     try:
-        _run(args)
+        _run(args, sessions)
     except _input_errors() as error:
-        print(f"sparkeras {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        print(f"sparkeras {args.command}: error: {_in_flags(str(error), args)}", file=sys.stderr)
+        code = 2
     except Exception as error:
         traceback.print_exc()
         print(f"sparkeras {args.command} failed: {error}", file=sys.stderr)
-        return 1
-    return 0
+        code = 1
+    for spark in sessions:
+        _stop(spark)
+    return code
 
 
 if __name__ == "__main__":

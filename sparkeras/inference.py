@@ -73,6 +73,36 @@ def predict_frame(df, model, spec, output_fields, batch_size, custom_objects,
     )
 
 
+def is_classifier(output_shapes):
+    """Whether a model reads as a classifier: one output of shape `(None, k)`, k >= 2.
+
+    Example:
+    >>> is_classifier([(None, 10)]), is_classifier([(None, 1)])
+    (True, False)
+    """
+    if len(output_shapes) != 1 or len(output_shapes[0]) != 2:
+        return False
+    return (output_shapes[0][1] or 0) >= 2
+
+
+def with_predicted_class(scored, scores_col, prediction_col, keep_scores=True):
+    """Adds the argmax of the `array` column `scores_col` as a double class index.
+
+    Spark ML's convention for classifiers: `prediction_col` holds the class
+    (0.0, 1.0, ...), `scores_col` the per-class outputs; ties go to the lower
+    class, as `numpy.argmax`. Runs in the JVM (no Python UDF).
+
+    Example:
+    >>> with_predicted_class(scored, "probability", "prediction").select("prediction")
+    """
+    from pyspark.sql import functions
+
+    column = functions.col(f"`{scores_col}`")
+    argmax = functions.array_position(column, functions.array_max(column)) - 1
+    result = scored.withColumn(prediction_col, argmax.cast("double"))
+    return result if keep_scores else result.drop(scores_col)
+
+
 def evaluate_frame(df, model, spec, batch_size, custom_objects, devices_per_task=None):
     """Returns the model's metrics on `df`, averaged over partitions by samples."""
     from sparkeras.data import projection

@@ -51,7 +51,7 @@ class SparkModel:
     >>> sm = SparkModel(model, mode="synchronous", frequency="epoch", num_workers=2)
     >>> history = sm.fit(train_df, features_col="features", label_col="label", epochs=5)
     >>> sm.evaluate(test_df)["accuracy"]
-    >>> sm.predict(test_df).select("prediction").show()
+    >>> sm.predict(test_df).select("label", "prediction", "probability").show()
     """
 
     def __init__(self, model, mode="synchronous", frequency="epoch", num_workers=None,
@@ -197,31 +197,65 @@ class SparkModel:
                               self.config.devices_per_task)
 
     def predict(self, df, features_col="features", output_col="prediction", batch_size=1024,
-                *, decode=None):
-        """Returns `df` with the model's predictions in `output_col`.
+                *, probability_col="probability", raw=False, decode=None):
+        """Returns `df` with the model's predictions appended.
 
-        Every input column and row is kept, in order; nothing is collected to
-        the driver. A model with several outputs gets one column per output,
-        named `{output_col}_{output name}`. `decode` is as in `fit`.
+        Spark ML's convention: a classifier (one output of shape `(None, k)`,
+        k >= 2) gets the predicted class index (double: 0.0, 1.0, ...) in
+        `output_col` and its k outputs (`array<float>`, the class probabilities
+        of a softmax model) in `probability_col`. Any other model (a
+        regressor, a one-unit sigmoid, several outputs) writes its raw output
+        to `output_col`; a model with several outputs gets one column per
+        output, named `{output_col}_{output name}`. Every input column and row
+        is kept, in order; nothing is collected to the driver.
+
+        Args:
+            df: DataFrame to score.
+            features_col: As in `fit`.
+            output_col: Column of the predicted class, or of the raw output.
+            batch_size: Rows per `predict_on_batch` call on the executors.
+            probability_col: Column of a classifier's k outputs; None or ""
+                leaves it out.
+            raw: True writes the raw outputs to `output_col` for classifiers
+                too (no class column, no `probability_col`).
+            decode: As in `fit`.
+
+        Example:
+        >>> sm.predict(test_df).select("label", "prediction", "probability").show()
+        >>> sm.predict(test_df, raw=True).select("prediction").first()   # the 10 outputs
         """
         from sparkeras.data import prediction_fields
-        from sparkeras.inference import predict_frame
+        from sparkeras.inference import is_classifier, predict_frame, with_predicted_class
 
         _check_frame("df", df)
         options.check_positive_int("batch_size", batch_size)
         spec = self._data_spec(df, features_col, None, compiled=False, decode=decode)
         _, output_shapes, _ = options.check_model(self._model, compiled=False)
+        classes = not raw and is_classifier(output_shapes)
+        scores_col = (probability_col or _SCORES_COLUMN) if classes else output_col
         names = list(getattr(self._model, "output_names", None) or [output_col])
-        fields = prediction_fields(output_shapes, output_col, names)
-        clashes = [f.name for f in fields if f.name in df.columns]
+        fields = prediction_fields(output_shapes, scores_col, names)
+        added = [output_col] if classes else [f.name for f in fields]
+        clashes = [name for name in added if name in df.columns]
         if clashes:
             raise ValueError(
                 f"The DataFrame already has a column named {clashes[0]!r}. Pass another "
                 f"output_col. Received: output_col={output_col!r}"
             )
+        if classes and probability_col and probability_col in df.columns:
+            raise ValueError(
+                f"The DataFrame already has a column named {probability_col!r}. Pass another "
+                f"probability_col, or None to leave it out. "
+                f"Received: probability_col={probability_col!r}"
+            )
         self._check_devices(df.sparkSession)
-        return predict_frame(df, self._model, spec, fields, batch_size, self.custom_objects,
-                             self.config.devices_per_task)
+        scored = predict_frame(df, self._model, spec, fields, batch_size, self.custom_objects,
+                               self.config.devices_per_task)
+        if not classes:
+            return scored
+        return with_predicted_class(
+            scored, scores_col, output_col, keep_scores=bool(probability_col)
+        )
 
     def save(self, path):
         """Saves the driver's model in the `.keras` format."""
@@ -268,6 +302,7 @@ class SparkModel:
 
 
 _ALL_INTERFACES = ("0.0.0.0", "::")
+_SCORES_COLUMN = "__sparkeras_scores"  # a classifier's outputs when probability_col is None
 
 
 def _server_hosts(spark, server_host, advertised_host=None):

@@ -67,7 +67,7 @@ def multidevice(result):
     result["driver_evaluate"] = two.model.evaluate(x_test, y_test, verbose=0, return_dict=True)
     rows = two.predict(test_df.repartition(1), batch_size=50).toPandas()
     expected = two.model.predict(np.stack(rows["features"]).astype("float32"), verbose=0)
-    result["predict_difference"] = float(np.max(np.abs(np.stack(rows["prediction"]) - expected)))
+    result["predict_difference"] = float(np.max(np.abs(np.stack(rows["probability"]) - expected)))
     result["predict_rows"] = [len(rows), len(x_test)]
     spark.stop()
 

@@ -17,12 +17,12 @@ def test_saved_model_predicts_what_spark_predicts(spark, tmp_path):
     spark_model.fit(train_df, epochs=1, verbose=0)
     path = spark_model.export(str(tmp_path / "digits" / "1"))
 
-    rows = spark_model.predict(test_df).select("features", "prediction").collect()
+    rows = spark_model.predict(test_df).select("features", "probability").collect()
     features = np.array([row.features for row in rows], dtype="float32")
     served = tf.saved_model.load(path)
     assert "serving_default" in served.signatures
     np.testing.assert_allclose(
-        served.serve(features).numpy(), [row.prediction for row in rows], rtol=1e-4, atol=1e-6
+        served.serve(features).numpy(), [row.probability for row in rows], rtol=1e-4, atol=1e-6
     )
 
 

@@ -56,7 +56,8 @@ def test_vector_column(spark):
     rows = predicted.toPandas()
     expected = spark_model.model.predict(rows[["c0", "c1", "c2", "c3"]].to_numpy("float32"),
                                          verbose=0)
-    np.testing.assert_allclose(np.stack(rows["prediction"]), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.stack(rows["probability"]), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(rows["prediction"], np.argmax(expected, axis=1))
 
 
 def test_array_column(spark):
@@ -71,7 +72,8 @@ def test_numeric_columns(spark):
     frame = spark.createDataFrame(pd.DataFrame({**{f"c{i}": x[:, i] for i in range(4)},
                                                 "label": label}))
     _, predicted = _fit_and_predict(_classifier(), frame, ["c0", "c1", "c2", "c3"], "label")
-    assert len(predicted.first()["prediction"]) == 2
+    first = predicted.first()
+    assert len(first["probability"]) == 2 and first["prediction"] in (0.0, 1.0)
 
 
 def test_multi_input_model(spark):
@@ -91,7 +93,7 @@ def test_multi_input_model(spark):
     expected = spark_model.model.predict(
         [np.stack(rows["a"]).astype("float32"), rows[["b0", "b1"]].to_numpy("float32")],
         verbose=0)
-    np.testing.assert_allclose(np.stack(rows["prediction"]), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.stack(rows["probability"]), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_one_hot_labels(spark):

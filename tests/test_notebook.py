@@ -40,3 +40,7 @@ def test_quickstart_notebook_runs_without_error(tmp_path):
     assert "Epoch 1/4 - " in text and "samples/s - accuracy: " in text
     assert "test accuracy 0.9" in text
     assert "pipeline accuracy 0." in text and "reloaded model accuracy" in text
+    # The sections on modes, checkpoints and resume, MLflow and TensorBoard ran.
+    assert "asynchronous test accuracy 0." in text
+    assert "Epoch 3/3 - " in text  # the resumed fit trained the third epoch only
+    assert "MLflow run " in text and "val_accuracy" in text and "TensorBoard logs: [" in text

@@ -72,11 +72,13 @@ def test_predict_equals_keras_predict_and_keeps_rows(digits, trained):
     spark_model, _ = trained
     frame = test_df.withColumn("row_note", test_df.label * 10)
     predicted = spark_model.predict(frame)
-    assert predicted.columns == [*frame.columns, "prediction"]
+    assert predicted.columns == [*frame.columns, "probability", "prediction"]
     rows = predicted.toPandas()
     assert len(rows) == frame.count()
     expected = spark_model.model.predict(np.stack(rows["features"]).astype("float32"), verbose=0)
-    np.testing.assert_allclose(np.stack(rows["prediction"]), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.stack(rows["probability"]), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(rows["prediction"], np.argmax(expected, axis=1))
+    assert predicted.schema["prediction"].dataType.simpleString() == "double"
     assert (rows["row_note"] == rows["label"] * 10).all()
 
 
@@ -118,3 +120,20 @@ def test_early_stopping_decision_reaches_every_worker(digits):
                               verbose=0)
     assert len(history.history["loss"]) == 2
     assert all(row["epochs_trained"] == 2 for row in spark_model.training_summary)
+
+
+def test_predict_raw_outputs_and_no_probability_column(digits, trained):
+    _, test_df = digits
+    spark_model, _ = trained
+    raw = spark_model.predict(test_df, raw=True)
+    assert raw.columns == [*test_df.columns, "prediction"]
+    rows = raw.toPandas()
+    expected = spark_model.model.predict(np.stack(rows["features"]).astype("float32"), verbose=0)
+    np.testing.assert_allclose(np.stack(rows["prediction"]), expected, rtol=1e-5, atol=1e-6)
+    classes = spark_model.predict(test_df, output_col="digit", probability_col=None)
+    assert classes.columns == [*test_df.columns, "digit"]
+    np.testing.assert_array_equal(
+        classes.toPandas()["digit"], np.argmax(expected, axis=1).astype("float64")
+    )
+    with pytest.raises(ValueError, match="Received: probability_col='label'"):
+        spark_model.predict(test_df, probability_col="label")

@@ -395,7 +395,8 @@ class SparkModel:
         frame, features, _ = _pairs_to_frame(rdd, self.master_network, with_labels=False)
         _, output_shapes, _ = options.check_model(self.master_network, compiled=False)
         predicted = self._spark_model.predict(
-            frame, features_col=features, output_col="prediction", batch_size=self.batch_size
+            frame, features_col=features, output_col="prediction", batch_size=self.batch_size,
+            raw=True,
         )
         context = frame.sparkSession.sparkContext
         context.setJobDescription("sparkeras predict")
@@ -808,7 +809,8 @@ class ElephasTransformer(Model, _ElephasParams):
         )
         batch = self.get_inference_batch_size() or 1024
         scored = spark_model.predict(
-            dataset, features_col=self.getFeaturesCol(), output_col=output, batch_size=batch
+            dataset, features_col=self.getFeaturesCol(), output_col=output, batch_size=batch,
+            raw=True,
         )
         column = scored.schema[output].dataType.simpleString()
         value = F.col(f"`{output}`")

@@ -7,14 +7,11 @@ class as a double.
 
 from pyspark import keyword_only
 from pyspark.ml import Model
-from pyspark.sql import functions
 
 from sparkeras.ml.params import KerasModelParams
 from sparkeras.ml.persistence import KerasReadWrite
 
 __all__ = ["KerasTransformer"]
-
-_SCORES_COLUMN = "__sparkeras_scores"
 
 
 class KerasTransformer(Model, KerasModelParams, KerasReadWrite):
@@ -24,8 +21,8 @@ class KerasTransformer(Model, KerasModelParams, KerasReadWrite):
     trained elsewhere. A model with one output of shape `(None, k)`, k >= 2,
     is read as a classifier: `predictionCol` gets the argmax class (double)
     and `probabilityCol` the k outputs (`array<float>`, left out when set to
-    ""). Any other model writes its raw output to `predictionCol` as
-    `SparkModel.predict` does. Every input column and row is kept, in order.
+    ""), as `SparkModel.predict` does. Any other model writes its raw output
+    to `predictionCol`. Every input column and row is kept, in order.
 
     `history` holds the per-epoch global metrics of the fit that made this
     model (`{"loss": [...], "val_accuracy": [...]}`); like the summaries of
@@ -75,26 +72,21 @@ class KerasTransformer(Model, KerasModelParams, KerasReadWrite):
 
     def _transform(self, dataset):
         from sparkeras import options
+        from sparkeras.inference import is_classifier
         from sparkeras.spark_model import SparkModel
 
         keras_model = self._model_bytes().shared_model()
-        spark_model = SparkModel(keras_model)
-        features, prediction = self.getFeaturesCol(), self.getPredictionCol()
+        prediction, probability = self.getPredictionCol(), self.getProbabilityCol()
         _, output_shapes, _ = options.check_model(keras_model, compiled=False)
-        if len(output_shapes) != 1 or len(output_shapes[0]) != 2 or (output_shapes[0][1] or 0) < 2:
-            return spark_model.predict(dataset, features, output_col=prediction,
-                                       decode=self.getDecode())
-        probability = self.getProbabilityCol()
-        for param, name in ((self.predictionCol, prediction), (self.probabilityCol, probability)):
-            if name in dataset.columns:
-                raise ValueError(
-                    f"The DataFrame already has a column named {name!r}. Set another "
-                    f"{param.name}. Received: {param.name}={name!r}"
-                )
-        scores = probability or _SCORES_COLUMN
-        scored = spark_model.predict(dataset, features, output_col=scores,
-                                     decode=self.getDecode())
-        column = functions.col(f"`{scores}`")
-        argmax = functions.array_position(column, functions.array_max(column)) - 1
-        result = scored.withColumn(prediction, argmax.cast("double"))
-        return result if probability else result.drop(scores)
+        if is_classifier(output_shapes):
+            columns = ((self.predictionCol, prediction), (self.probabilityCol, probability))
+            for param, name in columns:
+                if name in dataset.columns:
+                    raise ValueError(
+                        f"The DataFrame already has a column named {name!r}. Set another "
+                        f"{param.name}. Received: {param.name}={name!r}"
+                    )
+        return SparkModel(keras_model).predict(
+            dataset, self.getFeaturesCol(), output_col=prediction, probability_col=probability,
+            decode=self.getDecode(),
+        )
