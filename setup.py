@@ -39,9 +39,9 @@ setup(
             "ipywidgets>=8",
             "pillow>=9",  # tests/test_images_text.py and bench/images.py make PNGs
         ],
-        "jax": ["jax>=0.6"],
+        "jax": ["jax>=0.6"],  # KERAS_BACKEND=jax (CPU; jax[cuda12] for NVIDIA GPUs)
         # Spark Connect sessions (get_spark(remote=...), --remote): gRPC and its protos.
-        "connect": ["pyspark[connect]>=4.1,<5"],  # KERAS_BACKEND=jax (CPU; jax[cuda12] for NVIDIA GPUs)
+        "connect": ["pyspark[connect]>=4.1,<5"],
         # sparkeras.callbacks.MLflowLogger; the skinny client is enough to log runs
         # (the full `mlflow` package, with its server, works as well).
         "mlflow": ["mlflow-skinny>=2.12"],
