@@ -11,9 +11,9 @@ from sparkeras.options import TrainingConfig
 
 
 def _slots(spark):
-    context = spark.sparkContext
-    task_cpus = int(context.getConf().get("spark.task.cpus", "1"))
-    return max(1, context.defaultParallelism // task_cpus), task_cpus
+    from sparkeras.slots import task_slots
+
+    return task_slots(spark)
 
 
 def _check_frame(name, df):
