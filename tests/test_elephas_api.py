@@ -404,3 +404,27 @@ def test_positional_metrics_are_repaired_and_the_fit_caches_nothing_in_memory(sp
     AsynchronousSparkModel(spark_model.master_network, mode="hogwild").save(path)
     loaded = load_spark_model(path)
     assert type(loaded) is AsynchronousSparkModel and loaded.mode == "hogwild"
+
+
+def test_transformer_file_in_elephas_layout_loads(tmp_path):
+    """elephas writes the weights as lists and the model type as an encoded enum."""
+    import h5py
+
+    from sparkeras.compat.elephas.ml_model import load_ml_transformer
+    from sparkeras.compat.elephas.utils.model_utils import ModelType, ModelTypeEncoder
+
+    model = _dense_model(3, "softmax")
+    config = {"keras_model_config": model.to_json(), "labelCol": "y", "featuresCol": "x",
+              "outputCol": "p", "weights": [w.tolist() for w in model.get_weights()],
+              "model_type": ModelType.CLASSIFICATION,
+              "epochs": 3}  # an estimator param, as earlier versions of this layer wrote
+    path = str(tmp_path / "elephas-transformer.h5")
+    with h5py.File(path, mode="w") as handle:
+        handle.attrs["distributed_config"] = json.dumps(
+            {"class_name": "ElephasTransformer", "config": config}, cls=ModelTypeEncoder
+        ).encode("utf8")
+    loaded = load_ml_transformer(path)
+    assert loaded.model_type is ModelType.CLASSIFICATION
+    assert (loaded.getFeaturesCol(), loaded.getLabelCol(), loaded.getOutputCol()) == ("x", "y", "p")
+    for saved, original in zip(loaded.weights, model.get_weights(), strict=True):
+        np.testing.assert_allclose(saved, original)

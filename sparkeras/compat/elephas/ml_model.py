@@ -17,6 +17,7 @@ import warnings
 import numpy as np
 from pyspark import keyword_only
 from pyspark.ml import Estimator, Model
+from pyspark.ml.param import Param
 from pyspark.ml.param.shared import HasFeaturesCol, HasLabelCol, HasOutputCol
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 
@@ -336,4 +337,10 @@ def load_ml_transformer(file_name):
             config["weights"] = [np.asarray(group[str(i)]) for i in range(len(group))]
     if config.get("weights") is not None:
         config["weights"] = [np.asarray(w, dtype="float32") for w in config["weights"]]
-    return ElephasTransformer(**config)
+    # Files of earlier versions of this layer also hold the estimator's params.
+    kept = {
+        key: value for key, value in config.items()
+        if key in ("weights", "model_type")
+        or isinstance(getattr(ElephasTransformer, key, None), Param)
+    }
+    return ElephasTransformer(**kept)
