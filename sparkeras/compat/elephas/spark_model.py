@@ -138,9 +138,11 @@ class SparkModel:
     def fit(self, rdd, **kwargs):
         """Trains on an RDD of `(x, y)` pairs; returns the Keras `History` (global metrics).
 
-        The converted rows are never cached in memory: without
-        `validation_split` the RDD streams into the fit; with it, the rows
-        are persisted to disk only, so that both sides read the same split.
+        The converted rows are never cached or persisted: they stream from
+        the RDD into the fit (a cached columnar copy of elephas' MNIST data
+        outgrows a 1 GB driver heap, even persisted to disk only). With
+        `validation_split` the RDD is read once for each side, so its rows
+        must come in the same order each time (as `to_simple_rdd`'s do).
 
         Args:
             rdd: RDD of `(features, label)` numpy pairs, as `to_simple_rdd` makes.
@@ -154,8 +156,6 @@ class SparkModel:
         >>> history = spark_model.fit(rdd, epochs=5, batch_size=32, validation_split=0.1)
         >>> history.history["val_loss"]
         """
-        from pyspark import StorageLevel
-
         epochs = kwargs.pop("epochs", 1)
         batch_size = kwargs.pop("batch_size", self.batch_size)
         verbose = kwargs.pop("verbose", 1)
@@ -168,22 +168,16 @@ class SparkModel:
                 f"for validation. Received: validation_split={split!r}"
             )
         frame, features, label = pairs_to_frame(rdd, self.master_network, True, split)
-        if split:
-            frame = frame.persist(StorageLevel.DISK_ONLY)
-        try:
-            history = self._spark_model.fit(
-                frame.filter(~frame[VALIDATION]) if split else frame,
-                features_col=features,
-                label_col=label,
-                epochs=epochs,
-                batch_size=batch_size,
-                validation_data=frame.filter(frame[VALIDATION]) if split else None,
-                callbacks=callbacks,
-                verbose=verbose,
-            )
-        finally:
-            if split:
-                frame.unpersist()
+        history = self._spark_model.fit(
+            frame.filter(~frame[VALIDATION]) if split else frame,
+            features_col=features,
+            label_col=label,
+            epochs=epochs,
+            batch_size=batch_size,
+            validation_data=frame.filter(frame[VALIDATION]) if split else None,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
         self.training_histories.append(history.history)
         return history
 
