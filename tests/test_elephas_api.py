@@ -100,6 +100,19 @@ def test_encode_label():
 
 
 @pytest.mark.spark
+def test_simple_rdd_slices_keep_tasks_small(spark):
+    from sparkeras.compat.elephas.utils.rdd_utils import to_simple_rdd
+
+    sc = spark.sparkContext
+    small = to_simple_rdd(sc, np.zeros((100, 4), "float32"), np.zeros(100))
+    assert small.getNumPartitions() == sc.defaultParallelism
+    x = np.zeros((2600, 2048), "float32")  # 21 MB: three slices of at most 8 MB
+    big = to_simple_rdd(sc, x, np.arange(2600))
+    assert big.getNumPartitions() == 3
+    assert big.map(lambda pair: int(pair[1])).collect() == list(range(2600))  # in order
+
+
+@pytest.mark.spark
 def test_labeled_points_to_and_from_numpy(spark):
     from pyspark.mllib.regression import LabeledPoint
 

@@ -25,7 +25,11 @@ from sparkeras.compat.elephas._warnings import ignored, warn_once
 from sparkeras.compat.elephas.enums.frequency import Frequency
 from sparkeras.compat.elephas.enums.modes import Mode
 from sparkeras.compat.elephas.mllib.adapter import from_matrix, from_vector, to_matrix, to_vector
-from sparkeras.compat.elephas.utils.rdd_utils import lp_to_simple_rdd, to_simple_rdd
+from sparkeras.compat.elephas.utils.rdd_utils import (
+    lp_to_simple_rdd,
+    parallelize_rows,
+    to_simple_rdd,
+)
 
 __all__ = ["AsynchronousSparkModel", "SparkMLlibModel", "SparkModel", "load_spark_model"]
 
@@ -192,7 +196,8 @@ class SparkModel:
         if isinstance(data, RDD):
             rdd = data
         else:
-            rdd = active_spark().sparkContext.parallelize(list(np.asarray(data)))
+            data = np.asarray(data)
+            rdd = parallelize_rows(active_spark().sparkContext, list(data), data.nbytes)
         frame, features, _ = pairs_to_frame(rdd, self.master_network, with_labels=False)
         _, output_shapes, _ = options.check_model(self.master_network, compiled=False)
         predicted = self._spark_model.predict(

@@ -17,14 +17,32 @@ __all__ = [
 ]
 
 
+_SLICE_BYTES = 8 * 2**20
+
+
 def to_simple_rdd(sc, features, labels):
     """Converts numpy arrays of features and labels into an RDD of `(x, y)` pairs.
+
+    The rows are sliced so that no task carries more than about 8 MB of them
+    (at least one slice per default parallelism, as Spark's own default):
+    each slice travels inside its task, through the driver's heap.
 
     Example:
     >>> rdd = to_simple_rdd(spark.sparkContext, x_train, y_train)
     >>> x, y = rdd.first()
     """
-    return sc.parallelize(list(zip(features, labels, strict=True)))
+    nbytes = np.asarray(features).nbytes + np.asarray(labels).nbytes
+    return parallelize_rows(sc, list(zip(features, labels, strict=True)), nbytes)
+
+
+def parallelize_rows(sc, rows, nbytes):
+    """An RDD of `rows` (about `nbytes` in all) in slices of at most about 8 MB.
+
+    Example:
+    >>> parallelize_rows(sc, list(x_test), x_test.nbytes).getNumPartitions()
+    """
+    slices = max(sc.defaultParallelism, -(-int(nbytes) // _SLICE_BYTES))
+    return sc.parallelize(rows, slices)
 
 
 def to_labeled_point(sc, features, labels, categorical=False):
