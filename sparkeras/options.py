@@ -96,19 +96,21 @@ def check_positive_int(name, value):
     return value
 
 
-def check_num_workers(num_workers, slots, task_cpus):
+def check_num_workers(num_workers, slots, task_cpus, counted=None):
     """Returns the number of training tasks, at most the cluster's task slots.
 
     A synchronous fit runs one barrier stage whose tasks must all run at once,
-    so it cannot use more workers than the cluster has slots.
+    so it cannot use more workers than the cluster has slots. `counted` says
+    what the slots were counted from (`sparkeras.slots.TaskSlots.counted`).
     """
     if num_workers is None:
         return slots
     check_positive_int("num_workers", num_workers)
     if num_workers > slots:
+        counted = counted or f"executor cores / spark.task.cpus={task_cpus}"
         raise ValueError(
             f"num_workers={num_workers} is more than the {slots} task slots this Spark "
-            f"session has (executor cores / spark.task.cpus={task_cpus}). Every worker "
+            f"session has ({counted}). Every worker "
             "must run at the same time: lower num_workers, or give the session more "
             "cores (e.g. master 'local[N]', spark.executor.instances, spark.executor.cores)."
             f" Received: num_workers={num_workers}"

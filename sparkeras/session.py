@@ -160,11 +160,10 @@ def _start_python_workers(session):
     gave those a daemon and workers of their own after a warm-up with an RDD
     task (measured: the first fit then waited about 5 s more).
     """
-    from sparkeras.session_access import job_description, spark_context, task_slots
+    from sparkeras.session_access import default_parallelism, job_description
 
     try:
-        context = spark_context(session)
-        slots = task_slots(session)[0] if context is None else context.defaultParallelism
+        slots = default_parallelism(session)
         with job_description(session, "sparkeras: start Python workers"):
             session.range(slots, numPartitions=slots).mapInArrow(_nothing, "id long").collect()
     except Exception:  # the session was stopped meanwhile: nothing to warm

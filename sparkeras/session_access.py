@@ -26,7 +26,7 @@ __all__ = [
     "set_job_group",
     "ship_bytes",
     "spark_context",
-    "task_slots",
+    "default_parallelism",
 ]
 
 # Bytes up to this size travel in the task's closure on Connect; larger ones as an
@@ -34,7 +34,6 @@ __all__ = [
 # refuses beyond spark.connect.grpc.maxInboundMessageSize (128 MiB by default).
 INLINE_LIMIT_BYTES = 16 << 20
 
-_LOCAL_MASTER = re.compile(r"local\[(\d+)(?:,\s*\d+)?\]")
 _RANGE_SPLITS = re.compile(r"splits=(\d+)")
 _ALL_INTERFACES = ("0.0.0.0", "::")
 
@@ -68,30 +67,20 @@ def conf_and_master(spark):
     return context.getConf(), context.master
 
 
-def task_slots(spark):
-    """Task slots and CPUs per task of a Connect session, from `spark.conf` only.
+def default_parallelism(spark):
+    """Spark's default parallelism, on a classic session or, from a plan, on Connect.
 
-    `local[N]` gives N cores, else `spark.executor.cores` times
-    `spark.executor.instances`; without those (`local[*]`, dynamic
-    allocation) the server's default parallelism, read from the plan of
-    `spark.range` (no job runs).
+    On Connect it is read from the plan of `spark.range` (no job runs).
 
     Example:
-    >>> task_slots(connect_session)        # local[2], spark.task.cpus=1
-    (2, 1)
+    >>> default_parallelism(spark)
+    2
     """
-    conf = spark.conf
-    task_cpus = int(conf.get("spark.task.cpus", None) or 1)
-    local = _LOCAL_MASTER.fullmatch(conf.get("spark.master", None) or "")
-    cores, instances = (conf.get(f"spark.executor.{key}", None) for key in ("cores", "instances"))
-    if local:
-        total = int(local.group(1))
-    elif cores and instances:
-        total = int(cores) * int(instances)
-    else:
-        splits = _RANGE_SPLITS.search(spark.range(1)._explain_string(mode="simple"))
-        total = int(splits.group(1)) if splits else 1
-    return max(1, total // task_cpus), task_cpus
+    context = spark_context(spark)
+    if context is not None:
+        return context.defaultParallelism
+    splits = _RANGE_SPLITS.search(spark.range(1)._explain_string(mode="simple"))
+    return int(splits.group(1)) if splits else 1
 
 
 def num_partitions(frame):

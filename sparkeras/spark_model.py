@@ -8,14 +8,7 @@ import contextlib
 
 from sparkeras import options, progress, session_access
 from sparkeras.options import TrainingConfig
-
-
-def _slots(spark):
-    if session_access.is_connect(spark):
-        return session_access.task_slots(spark)
-    context = spark.sparkContext
-    task_cpus = int(context.getConf().get("spark.task.cpus", "1"))
-    return max(1, context.defaultParallelism // task_cpus), task_cpus
+from sparkeras.slots import task_slots
 
 
 def _check_frame(name, df):
@@ -123,7 +116,7 @@ class SparkModel:
         verbose = progress.check_verbose(verbose)
         spec = self._data_spec(df, features_col, label_col, compiled=True, decode=decode)
         spark = df.sparkSession
-        num_workers = options.check_num_workers(self.num_workers, *_slots(spark))
+        num_workers = options.check_num_workers(self.num_workers, *task_slots(spark))
         self._check_devices(spark, batch_size)
         frame = df.select(projection(spec))
         if validation_data is not None:

@@ -1,7 +1,7 @@
 """elephas' documented usage, with only the imports changed, on sparkeras.
 
-Ported from elephas' README and tests (basic Spark integration in sync and
-async modes, regression, a functional model, custom objects, the Spark ML
+Written from elephas' README and documented usage (basic Spark integration with
+SparkModel and AsynchronousSparkModel, regression, a functional model, custom objects, the Spark ML
 pipeline, saving and loading); each test checks results, not just that it runs.
 """
 
@@ -44,13 +44,22 @@ def _classifier(optimizer=None):
     return model
 
 
-@pytest.mark.parametrize("mode", ["synchronous", "asynchronous"])
-def test_basic_spark_integration_trains_and_evaluates(spark, digits_arrays, mode):
-    from sparkeras.compat.elephas import SparkModel, to_simple_rdd
+@pytest.mark.parametrize("kind", ["SparkModel", "AsynchronousSparkModel"])
+def test_basic_spark_integration_trains_and_evaluates(spark, digits_arrays, kind):
+    """elephas 7's README: SparkModel(model) trains synchronously; the async class is apart."""
+    from sparkeras.compat.elephas import spark_model as module
+    from sparkeras.compat.elephas.utils.rdd_utils import to_simple_rdd
 
     x_train, y_train, x_test, y_test = digits_arrays
     rdd = to_simple_rdd(spark.sparkContext, x_train, y_train)
-    spark_model = SparkModel(_classifier(), frequency="epoch", mode=mode, num_workers=2)
+    if kind == "SparkModel":
+        spark_model = module.SparkModel(_classifier(), num_workers=2)
+        assert spark_model.mode == "synchronous"
+    else:
+        spark_model = module.AsynchronousSparkModel(
+            _classifier(), frequency="epoch", mode="asynchronous", num_workers=2
+        )
+        assert spark_model.get_config()["parameter_server_mode"] == "http"
     history = spark_model.fit(rdd, epochs=4, batch_size=32, verbose=0, validation_split=0.1)
     assert len(history.history["val_acc"]) == 4 and spark_model.training_histories
     loss, accuracy = spark_model.evaluate(x_test, y_test)
@@ -67,7 +76,8 @@ def test_basic_spark_integration_trains_and_evaluates(spark, digits_arrays, mode
 def test_regression_with_an_rdd_to_predict(spark):
     import keras
 
-    from sparkeras.compat.elephas import SparkModel, to_simple_rdd
+    from sparkeras.compat.elephas.spark_model import SparkModel
+    from sparkeras.compat.elephas.utils.rdd_utils import to_simple_rdd
 
     rng = np.random.default_rng(1)
     x = rng.normal(size=(800, 13)).astype("float32")
@@ -98,7 +108,8 @@ def test_regression_with_an_rdd_to_predict(spark):
 def test_functional_model_with_two_inputs(spark, digits_arrays):
     import keras
 
-    from sparkeras.compat.elephas import SparkModel, to_simple_rdd
+    from sparkeras.compat.elephas.spark_model import SparkModel
+    from sparkeras.compat.elephas.utils.rdd_utils import to_simple_rdd
 
     x_train, y_train, x_test, y_test = digits_arrays
     keras.utils.set_random_seed(0)
@@ -125,7 +136,8 @@ def test_functional_model_with_two_inputs(spark, digits_arrays):
 def test_custom_activation_via_custom_objects(spark):
     import keras
 
-    from sparkeras.compat.elephas import SparkModel, to_simple_rdd
+    from sparkeras.compat.elephas.spark_model import SparkModel
+    from sparkeras.compat.elephas.utils.rdd_utils import to_simple_rdd
 
     def custom_activation(x):
         return keras.ops.sigmoid(x) + 1
@@ -169,11 +181,11 @@ def test_spark_ml_pipeline_with_elephas_params(spark, digits_arrays, tmp_path):
     import keras
     from pyspark.ml import Pipeline
 
-    from sparkeras.compat.elephas import (
+    from sparkeras.compat.elephas.ml.adapter import to_data_frame
+    from sparkeras.compat.elephas.ml_model import (
         ElephasEstimator,
         load_ml_estimator,
         load_ml_transformer,
-        to_data_frame,
     )
 
     x_train, y_train, x_test, y_test = digits_arrays
@@ -221,7 +233,8 @@ def test_spark_ml_pipeline_with_elephas_params(spark, digits_arrays, tmp_path):
 def test_regression_transformer_outputs_a_double(spark):
     import keras
 
-    from sparkeras.compat.elephas import ElephasEstimator, to_data_frame
+    from sparkeras.compat.elephas.ml.adapter import to_data_frame
+    from sparkeras.compat.elephas.ml_model import ElephasEstimator
 
     rng = np.random.default_rng(2)
     x = rng.normal(size=(400, 4)).astype("float32")
@@ -248,12 +261,13 @@ def test_regression_transformer_outputs_a_double(spark):
 
 
 def test_save_and_load_spark_model(spark, digits_arrays, tmp_path):
-    from sparkeras.compat.elephas import SparkModel, load_spark_model, to_simple_rdd
+    from sparkeras.compat.elephas.spark_model import SparkModel, load_spark_model
+    from sparkeras.compat.elephas.utils.rdd_utils import to_simple_rdd
 
     x_train, y_train, x_test, _ = digits_arrays
     spark_model = SparkModel(
         _classifier(), mode="synchronous", frequency="batch", num_workers=2, batch_size=64
-    )
+    )  # elephas 6's keywords still work
     spark_model.fit(
         to_simple_rdd(spark.sparkContext, x_train[:256], y_train[:256]), epochs=1, verbose=0
     )
@@ -282,10 +296,9 @@ def test_save_and_load_spark_model(spark, digits_arrays, tmp_path):
 
 
 def test_elephas_only_options_warn_once_and_change_nothing(spark, digits_arrays):
-    from sparkeras.compat import elephas
-    from sparkeras.compat.elephas import ElephasCompatWarning, SparkModel, to_simple_rdd
+    from sparkeras.compat.elephas import ElephasCompatWarning, SparkModel, _warnings, to_simple_rdd
 
-    elephas._warned.clear()
+    _warnings._warned.clear()
     x_train, y_train, _, _ = digits_arrays
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -314,7 +327,7 @@ def test_elephas_only_options_warn_once_and_change_nothing(spark, digits_arrays)
 
     with pytest.raises(ValueError, match="not compiled"):
         SparkModel(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
-    positional = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    positional.compile("sgd", "mse", ["mae"])  # tf.keras' order: Keras 3 reads loss_weights
+    mixed = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    mixed.compile("sgd", "mse", ["mae", 1.0])  # strings and numbers: not tf.keras' metrics
     with pytest.raises(ValueError, match=r"metrics=\[\.\.\.\] by keyword"):
-        SparkModel(positional)
+        SparkModel(mixed)

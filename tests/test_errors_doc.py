@@ -28,6 +28,7 @@ _INTERNAL_MODULES = {
     "ps/coordinator.py",
     "__init__.py",
     "data/__init__.py",
+    "compat/elephas/__init__.py",
 }
 _INTERNAL_TYPES = {"CodecError", "ProtocolVersionError", "ConnectionClosed", "RemoteError"}
 # Messages in user-facing modules that only sparkeras' own code can trigger.
