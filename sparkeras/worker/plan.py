@@ -47,6 +47,10 @@ class TrainPlan:
             GPU of the task, or one CPU device); see `TrainingConfig`.
         progress_interval_s: Seconds between the workers' progress reports
             to the driver; None sends none.
+        data_mode: "auto", "memory" or "stream" (`TrainingConfig.data`).
+        shuffle_buffer: Rows of a streaming task's shuffle buffer.
+        steps_per_round: Steps between exchanges, None for once per epoch
+            (a streaming task then needs no count before its first step).
     """
 
     server: ServerAddress
@@ -59,6 +63,9 @@ class TrainPlan:
     custom_objects: dict = None
     devices_per_task: int = None
     progress_interval_s: float = None
+    data_mode: str = "auto"
+    shuffle_buffer: int = 10_000
+    steps_per_round: int = None
 
 
 @dataclass(frozen=True)
