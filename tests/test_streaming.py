@@ -188,26 +188,39 @@ def test_spill_files_are_removed_after_a_failed_task(spark):
 
 @pytest.mark.spark
 def test_peak_memory_does_not_grow_with_the_partition(spark):
+    """Peak RssAnon of N and 4N rows: the partition grows, the streaming worker does not.
+
+    Small Arrow batches and buffer make N rows already many buffers, so both
+    fits reach the steady state whose memory the buffer, not the data, sets.
+    """
     from pyspark.sql import functions as F
 
     from sparkeras import SparkModel, TrainingConfig
 
-    width, small = 784, 20_000
+    width, small, batch_rows = 512, 12_000, 1000
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_rows))
     peaks = {}
-    for rows in (small, 4 * small):
-        frame = spark.range(rows, numPartitions=2).select(
-            F.array(*[F.rand(i) for i in range(width)]).cast("array<float>").alias("features"),
-            (F.col("id") % 10).cast("int").alias("label"),
-        )
-        spark_model = SparkModel(dense_classifier(inputs=width), num_workers=2,
-                                 config=TrainingConfig(data="stream"))
-        spark_model.fit(frame, epochs=2, batch_size=128, verbose=0)
-        peaks[rows] = max(row["peak_rss_anon_mb"] for row in spark_model.training_summary)
-    partition_growth_mb = 3 * small // 2 * width * 4 / 2**20  # 90 MB more per partition
+    try:
+        for rows in (small, 4 * small):
+            frame = spark.range(rows, numPartitions=2).select(
+                F.array_repeat(F.rand(0).cast("float"), width).alias("features"),
+                (F.col("id") % 10).cast("int").alias("label"),
+            )
+            spark_model = SparkModel(dense_classifier(inputs=width), num_workers=2,
+                                     config=TrainingConfig(data="stream",
+                                                           shuffle_buffer=batch_rows))
+            spark_model.fit(frame, epochs=2, batch_size=100, verbose=0)
+            summary = spark_model.training_summary
+            assert sum(row["rows_read"] for row in summary) == rows
+            peaks[rows] = max(row["peak_rss_anon_mb"] for row in summary)
+    finally:
+        spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
+    partition_growth_mb = 3 * small // 2 * width * 4 / 2**20  # 35 MB more per partition
     growth = peaks[4 * small] - peaks[small]
     print(f"peak RssAnon {peaks} MB; growth {growth:.0f} MB for {partition_growth_mb:.0f} MB "
           "more data per partition")
-    assert growth < 0.3 * partition_growth_mb, peaks
+    # Holding the partition (data="memory") grows by about 3x the data: 105 MB here.
+    assert growth < 0.5 * partition_growth_mb, peaks
     assert _wait_for_no_spill_files(spark) == []
 
 
