@@ -159,9 +159,10 @@ def shuffled_chunks(tables, spec, batch_size, buffer_rows, rng, stopped=None):
     """Yields `(x, y)` chunks of the rows of `tables`, shuffled within a buffer.
 
     Rows gather until at least `buffer_rows` are held; the pool is permuted,
-    every whole batch beyond half a buffer is yielded, and the rest stays to
-    mix with the next rows. Chunks hold whole batches of `batch_size` rows
-    except the epoch's last.
+    every whole batch beyond half a buffer is yielded, in chunks of about
+    half a buffer, and the rest stays to mix with the next rows. Chunks are
+    copies (a chunk in a queue does not keep the pool alive) and hold whole
+    batches of `batch_size` rows except the epoch's last.
 
     Args:
         tables: Iterable of Arrow batches or tables with the projected columns.
@@ -175,6 +176,7 @@ def shuffled_chunks(tables, spec, batch_size, buffer_rows, rng, stopped=None):
     >>> for x, y in shuffled_chunks(batches, spec, 64, 10_000, np.random.default_rng(0)):
     ...     model.fit(x, y, batch_size=64, shuffle=False)
     """
+    chunk_rows = max(batch_size, buffer_rows // 2 // batch_size * batch_size)
     pool, held = [], 0
     for table in tables:
         if stopped is not None and stopped.is_set():
@@ -187,13 +189,26 @@ def shuffled_chunks(tables, spec, batch_size, buffer_rows, rng, stopped=None):
             continue
         x, y = _permuted(pool, rng)
         emit = (held - buffer_rows // 2) // batch_size * batch_size
-        if emit == 0:
-            pool = [(x, y)]
-            continue
-        yield _rows(x, slice(0, emit)), _rows(y, slice(0, emit))
-        pool, held = [(_rows(x, slice(emit, held)), _rows(y, slice(emit, held)))], held - emit
+        pool = [(_copied(x, emit, held), _copied(y, emit, held))]
+        yield from _chunks(x, y, emit, chunk_rows)
+        held -= emit
     if held and not (stopped is not None and stopped.is_set()):
-        yield _permuted(pool, rng)
+        yield from _chunks(*_permuted(pool, rng), held, chunk_rows)
+
+
+def _chunks(x, y, rows, chunk_rows):
+    """The first `rows` rows as copies of `chunk_rows` rows (the permuted pool is then free)."""
+    for first in range(0, rows, chunk_rows):
+        last = min(first + chunk_rows, rows)
+        yield _copied(x, first, last), _copied(y, first, last)
+
+
+def _copied(arrays, first, last):
+    if arrays is None:
+        return None
+    if isinstance(arrays, list):
+        return [array[first:last].copy() for array in arrays]
+    return arrays[first:last].copy()
 
 
 def _permuted(pool, rng):

@@ -7,7 +7,6 @@ whole partition; validation is evaluated chunk by chunk from the spill file.
 """
 
 import math
-import time
 
 from sparkeras.worker.input_stream import row_count
 from sparkeras.worker.replica import fit_rows
@@ -62,12 +61,10 @@ class StreamReplica:
             rows = self._stream.next_rows((end_batch - self._position) * self._batch_size)
             if rows is None:
                 break
-            started = time.perf_counter()
             means, trained = fit_rows(
                 self.model, rows[0], rows[1], self._batch_size, self._shards,
                 progress and _offset(progress, steps, samples, totals),
             )
-            self._stream.stats.train_s += time.perf_counter() - started
             self._stream.stats.sample_memory()
             for name, value in means.items():
                 totals[name] = totals.get(name, 0.0) + value * trained
