@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 MODES = ("synchronous", "asynchronous", "hogwild")
 FREQUENCIES = ("epoch", "batch")
+DATA_MODES = ("auto", "memory", "stream")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,15 @@ class TrainingConfig:
             CPUs, XLA host devices): the multi-device code path without GPUs.
             With several devices `batch_size` is the task's global batch,
             split evenly over them, so it must be a multiple of n.
+        data: How a task holds its partition: "memory" reads it whole into
+            numpy arrays; "stream" trains from its first shuffle buffer,
+            spills the partition to a local Arrow file during the first
+            epoch and reads it memory-mapped afterwards (memory about
+            `shuffle_buffer` rows, not the partition); "auto" (default)
+            keeps partitions of at most 64 MiB of Arrow data in memory and
+            streams larger ones (docs/data-path.md).
+        shuffle_buffer: Rows a streaming task shuffles together; each epoch
+            also permutes the order of the spilled Arrow batches.
 
     Example:
     >>> SparkModel(model, config=TrainingConfig(server_port=(40000, 40100)))
@@ -58,6 +68,23 @@ class TrainingConfig:
     staleness_damping: bool = True
     max_staleness: int = None
     devices_per_task: int = None
+    data: str = "auto"
+    shuffle_buffer: int = 10_000
+
+    def __post_init__(self):
+        check_data_mode(self.data)
+        check_positive_int("shuffle_buffer", self.shuffle_buffer)
+
+
+def check_data_mode(data):
+    """Returns `data` if it is a known way to hold a task's partition."""
+    if data not in DATA_MODES:
+        raise ValueError(
+            "Unknown data mode: TrainingConfig(data=...) takes "
+            f"{', '.join(map(repr, DATA_MODES))} (\"auto\" streams partitions over 64 MiB). "
+            f"Received: data={data!r}"
+        )
+    return data
 
 
 def check_mode(mode):

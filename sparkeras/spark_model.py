@@ -146,6 +146,8 @@ class SparkModel:
                 "backend": keras.backend.backend(), "seed": self.config.seed,
                 "custom_objects": self.custom_objects,
                 "devices_per_task": self.config.devices_per_task,
+                "data_mode": self.config.data, "shuffle_buffer": self.config.shuffle_buffer,
+                "steps_per_round": self._steps,
                 "progress_interval_s": (
                     progress.REPORT_INTERVAL_S if verbose or _has_batch_hooks(callbacks) else None
                 ),

@@ -52,6 +52,10 @@ class TrainPlan:
             to the driver; None sends none.
         pruning: Dynamic Network Surgery's state for the workers, plain
             values (`DriverPruning.plan`), or None.
+        data_mode: "auto", "memory" or "stream" (`TrainingConfig.data`).
+        shuffle_buffer: Rows of a streaming task's shuffle buffer.
+        steps_per_round: Steps between exchanges, None for once per epoch
+            (a streaming task then needs no count before its first step).
     """
 
     server: ServerAddress
@@ -65,6 +69,9 @@ class TrainPlan:
     devices_per_task: int = None
     progress_interval_s: float = None
     pruning: dict = None
+    data_mode: str = "auto"
+    shuffle_buffer: int = 10_000
+    steps_per_round: int = None
 
 
 @dataclass(frozen=True)

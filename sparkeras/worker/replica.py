@@ -76,39 +76,8 @@ class Replica:
         if end_batch <= first_batch:
             return {}, 0
         index = self._order[first_batch * self._batch_size : end_batch * self._batch_size]
-        x, y = _take(self._x, index), _take(self._y, index)
-        if not len(index):
-            return {}, 0
-        if self._shards > 1 or end_batch - first_batch >= _MIN_STEPS_FOR_FIT:
-            callbacks = [] if progress is None else [_progress_callback(progress, index,
-                                                                         self._batch_size)]
-            from sparkeras.data import keras_inputs  # text inputs as tf.string tensors
-
-            history = self.model.fit(
-                keras_inputs(x), y, batch_size=self._batch_size, epochs=1, shuffle=False, verbose=0,
-                callbacks=callbacks,
-            )
-            means = {name: values[-1] for name, values in history.history.items()}
-            if callbacks and callbacks[0].samples < len(index):
-                return _as_floats(means), callbacks[0].samples
-        else:
-            # train_on_batch reports one batch's metrics: weight them by size.
-            totals = {}
-            for start in range(0, len(index), self._batch_size):
-                stop = min(start + self._batch_size, len(index))
-                logs = self.model.train_on_batch(
-                    _take(x, slice(start, stop)), _take(y, slice(start, stop)), return_dict=True
-                )
-                for name, value in logs.items():
-                    totals[name] = totals.get(name, 0.0) + float(value) * (stop - start)
-                if progress is not None and progress(
-                    start // self._batch_size + 1, stop,
-                    lambda stop=stop: {n: t / stop for n, t in totals.items()},
-                ):
-                    index = index[:stop]
-                    break
-            means = {name: total / len(index) for name, total in totals.items()}
-        return _as_floats(means), len(index)
+        return fit_rows(self.model, _take(self._x, index), _take(self._y, index),
+                        self._batch_size, self._shards, progress)
 
     def evaluate(self, x, y):
         """Returns the model's metrics on `(x, y)` with the current weights."""
@@ -117,15 +86,68 @@ class Replica:
         return evaluate_arrays(self.model, x, y, self._batch_size, self._shards)
 
 
-def _progress_callback(progress, index, batch_size):
+def fit_rows(model, x, y, batch_size, shards=1, progress=None):
+    """Trains `model` one pass over `(x, y)`, in order, `batch_size` rows a step.
+
+    Many steps (or several devices) train through `model.fit`, few through
+    `train_on_batch`, which has no set-up cost.
+
+    Args:
+        model: The compiled Keras model.
+        x: Input array, or list of arrays, of the rows to train.
+        y: Target array, or list of arrays.
+        batch_size: Rows per step (the global batch with several devices).
+        shards: Devices the model spans.
+        progress: As in `Replica.train_steps`.
+
+    Returns:
+        (means, samples), as `Replica.train_steps`.
+
+    Example:
+    >>> means, samples = fit_rows(model, x[:640], y[:640], batch_size=64)
+    """
+    rows = len(y[0] if isinstance(y, list) else y)
+    if not rows:
+        return {}, 0
+    if shards > 1 or math.ceil(rows / batch_size) >= _MIN_STEPS_FOR_FIT:
+        callbacks = [] if progress is None else [_progress_callback(progress, rows, batch_size)]
+        from sparkeras.data import keras_inputs  # text inputs as tf.string tensors
+
+        history = model.fit(
+            keras_inputs(x), y, batch_size=batch_size, epochs=1, shuffle=False, verbose=0,
+            callbacks=callbacks,
+        )
+        means = {name: values[-1] for name, values in history.history.items()}
+        if callbacks and callbacks[0].samples < rows:
+            return _as_floats(means), callbacks[0].samples
+        return _as_floats(means), rows
+    # train_on_batch reports one batch's metrics: weight them by size.
+    totals = {}
+    for start in range(0, rows, batch_size):
+        stop = min(start + batch_size, rows)
+        logs = model.train_on_batch(
+            _take(x, slice(start, stop)), _take(y, slice(start, stop)), return_dict=True
+        )
+        for name, value in logs.items():
+            totals[name] = totals.get(name, 0.0) + float(value) * (stop - start)
+        if progress is not None and progress(
+            start // batch_size + 1, stop,
+            lambda stop=stop: {n: t / stop for n, t in totals.items()},
+        ):
+            rows = stop
+            break
+    return _as_floats({name: total / rows for name, total in totals.items()}), rows
+
+
+def _progress_callback(progress, rows, batch_size):
     """A Keras callback passing `model.fit`'s batches to `progress`; stops the fit on request."""
     import keras
 
     class _Progress(keras.callbacks.Callback):
-        samples = len(index)
+        samples = rows
 
         def on_train_batch_end(self, batch, logs=None):
-            samples = min((batch + 1) * batch_size, len(index))
+            samples = min((batch + 1) * batch_size, rows)
             if progress(batch + 1, samples, logs or {}):
                 self.samples = samples
                 self.model.stop_training = True

@@ -1,0 +1,123 @@
+"""The data path: worker memory against partition size, fixed cost per fit, 5-epoch fit.
+
+Runs, in one go on an embedded `local[2]` Spark with 2 workers:
+  1. worker peak anonymous memory (RssAnon, from `training_summary`) for a
+     fit of 2 epochs on `--small` and `--large` rows x 784 float32 generated
+     in Spark (2 partitions, nothing cached), with data="auto" (these
+     partitions stream) and, for the small frame, data="memory" (the path
+     that holds the partition);
+  2. the fixed cost per fit: fits of 1 and 3 epochs on 60,000 x 784 rows
+     cached in 6 partitions (warm session); the intercept of time over
+     epochs, (3 * t1 - t3) / 2, with data="auto" (these partitions stream);
+  3. a 5-epoch fit on that frame vs the best single-process Keras (default
+     threads or one thread, each in a fresh process), with test accuracy.
+It prints the figures as JSON lines and a markdown summary.
+
+Usage:
+    python bench/data.py                        # recorded in docs/benchmarks.md
+    python bench/data.py --large 400000         # the issue's larger frames need the memory
+    python bench/data.py --quick                # 20,000 vs 80,000 rows; 12,000-row fits
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from throughput import BATCH, FEATURES, make_data, make_model, run_single_subprocess, to_frame  # noqa: E402
+
+
+def _generated(spark, rows):
+    """Rows of 784 float32 made in the JVM (one random value repeated: content is moot)."""
+    from pyspark.sql import functions as F
+
+    return spark.range(rows, numPartitions=2).select(
+        F.array_repeat(F.rand(0).cast("float"), FEATURES).alias("features"),
+        (F.col("id") % 10).cast("int").alias("label"),
+    )
+
+
+def _fit(frame, epochs, data):
+    from sparkeras import SparkModel, TrainingConfig
+
+    spark_model = SparkModel(make_model(), num_workers=2, config=TrainingConfig(data=data))
+    start = time.perf_counter()
+    spark_model.fit(frame, epochs=epochs, batch_size=BATCH, verbose=0)
+    return spark_model, time.perf_counter() - start
+
+
+def memory(spark, sizes):
+    results = []
+    for rows, data in [(sizes[0], "memory"), (sizes[0], "auto"), (sizes[1], "auto")]:
+        spark_model, seconds = _fit(_generated(spark, rows), 2, data)
+        summary = spark_model.training_summary
+        row = {
+            "figure": "memory", "rows": rows, "data": data,
+            "paths": sorted({r["data"] for r in summary}),
+            "partition_mb": round(rows / 2 * FEATURES * 4 / 2**20, 1),
+            "peak_rss_anon_mb": round(max(r["peak_rss_anon_mb"] for r in summary), 1),
+            "bytes_spilled_mb": round(max(r["bytes_spilled"] for r in summary) / 2**20, 1),
+            "input_wait_s": round(max(r["input_wait_s"] for r in summary), 2),
+            "train_s": round(max(r["train_s"] for r in summary), 2), "seconds": round(seconds, 1),
+        }
+        print(json.dumps(row), flush=True)
+        results.append(row)
+    return results
+
+
+def fixed_cost(frame, data):
+    _fit(frame, 1, data)  # warm: the frame's cache and the workers' imports
+    t1 = _fit(frame, 1, data)[1]
+    t3 = _fit(frame, 3, data)[1]
+    row = {"figure": "fixed_cost", "data": data, "t1_s": round(t1, 2), "t3_s": round(t3, 2),
+           "per_epoch_s": round((t3 - t1) / 2, 2), "intercept_s": round((3 * t1 - t3) / 2, 2)}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def five_epochs(frame, test, rows, single):
+    spark_model, seconds = _fit(frame, 5, "auto")
+    accuracy = spark_model.model.evaluate(*test, verbose=0, return_dict=True)["accuracy"]
+    row = {"figure": "five_epochs", "rows": rows, "seconds": round(seconds, 1),
+           "samples_per_s": round(rows * 5 / seconds), "accuracy": round(accuracy, 4),
+           "single_samples_per_s": round(single["samples_per_s"]),
+           "single_accuracy": round(single["accuracy"], 4),
+           "ratio": round(rows * 5 / seconds / single["samples_per_s"], 2),
+           "paths": sorted({r["data"] for r in spark_model.training_summary})}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--small", type=int, default=50_000)
+    parser.add_argument("--large", type=int, default=200_000)
+    parser.add_argument("--rows", type=int, default=60_000)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--skip-memory", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.small, args.large, args.rows = 20_000, 80_000, 12_000
+
+    import sparkeras
+
+    spark = sparkeras.get_spark("local[2]")
+    sparkeras.session.wait_for_python_workers(spark)
+    results = [] if args.skip_memory else memory(spark, (args.small, args.large))
+    frame = to_frame(spark, *make_data(args.rows)).repartition(6).cache()
+    frame.count()
+    results.append(fixed_cost(frame, "auto"))
+    single = max((run_single_subprocess(args.rows, 5, threads) for threads in (0, 1)),
+                 key=lambda r: r["samples_per_s"])
+    results.append(five_epochs(frame, make_data(10_000, seed=1), args.rows, single))
+    spark.stop()
+    print("\n| figure | value |\n| --- | --- |")
+    for row in results:
+        values = {k: v for k, v in row.items() if k != "figure"}
+        print(f"| {row['figure']} | {json.dumps(values)} |")
+
+
+if __name__ == "__main__":
+    main()
