@@ -110,7 +110,7 @@ def _fit_evaluate_predict(frame, pixels, label, **kwargs):
     assert remote["loss"] == pytest.approx(local["loss"], rel=1e-4)
     assert remote["accuracy"] == pytest.approx(local["accuracy"], abs=1e-6)
     assert local["accuracy"] > 0.9  # the dominant channel is easy to learn
-    predicted = _predicted_by_id(spark_model.predict(frame, "image", **kwargs))
+    predicted = _predicted_by_id(spark_model.predict(frame, "image", raw=True, **kwargs))
     expected = spark_model.model.predict(pixels.astype("float32"), verbose=0)
     np.testing.assert_allclose(predicted, expected, rtol=1e-4, atol=1e-5)
 
@@ -152,7 +152,7 @@ def test_decode_dict_for_one_of_two_inputs(spark, png_frame, pictures):
     spark_model.fit(frame, ["image", "bias"], "label", epochs=1, verbose=0,
                     decode={"image": png_to_array})
     predicted = _predicted_by_id(
-        spark_model.predict(frame, ["image", "bias"], decode={"image": png_to_array}))
+        spark_model.predict(frame, ["image", "bias"], decode={"image": png_to_array}, raw=True))
     expected = model.predict([pixels.astype("float32"), np.ones((len(label), 1))], verbose=0)
     np.testing.assert_allclose(predicted, expected, rtol=1e-4, atol=1e-5)
 
@@ -224,7 +224,7 @@ def test_string_column_feeds_a_string_input(spark):
     local = spark_model.model.evaluate(_tensor(text), label, verbose=0, return_dict=True)
     remote = spark_model.evaluate(frame, "text", "label")
     assert remote["accuracy"] == pytest.approx(local["accuracy"]) and local["accuracy"] > 0.9
-    predicted = _predicted_by_id(spark_model.predict(frame, "text"))
+    predicted = _predicted_by_id(spark_model.predict(frame, "text", raw=True))
     expected = spark_model.model.predict(_tensor(text), verbose=0)
     np.testing.assert_allclose(predicted, expected, rtol=1e-4, atol=1e-5)
 
