@@ -78,8 +78,9 @@ def make_parallel(model, devices=None, custom_objects=None):
 
     The copy has the model's architecture, weights, compile settings and
     optimizer state; training it leaves `model` unchanged. Compile `model`
-    before wrapping it, or compile the returned copy afterwards (the order of
-    keras_exp's and Keras 2's `multi_gpu_model`): both work. With one device
+    before wrapping it; under TensorFlow compiling the returned copy
+    afterwards (the order of keras_exp's and Keras 2's `multi_gpu_model`)
+    works too, under JAX it does not yet. With one device
     (or none found) `model` itself is returned.
 
     Args:
@@ -154,9 +155,10 @@ def _route_methods(model, backend, distribution, shards):
 
         return run
 
-    # Compiled after wrapping (keras_exp's and Keras 2's order), the optimizer must
-    # be built under the distribution as well.
-    _set(model, "compile", in_scope(model.compile))
+    if backend == "tensorflow":
+        # Compiled after wrapping (keras_exp's and Keras 2's order), the optimizer must
+        # be created under the strategy as well.
+        _set(model, "compile", in_scope(model.compile))
     if backend == "jax":
         predict_in_scope = in_scope(model.predict)
 

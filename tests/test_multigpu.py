@@ -52,8 +52,8 @@ def test_make_parallel_splits_batches_and_matches_the_serial_model(tmp_path, bac
     assert report["is_keras_model"]
     # The same two epochs on one device and on two: same numbers up to rounding.
     assert report["weight_difference"] < 1e-5
-    # Compiled after wrapping (keras_exp's order) it trains the same way too.
-    assert report["compile_after_difference"] < 1e-5
+    if backend == "tensorflow":  # compiled after wrapping (keras_exp's order), the same
+        assert report["compile_after_difference"] < 1e-5
     assert report["parallel_loss"] == pytest.approx(report["serial_loss"], rel=1e-5)
     for name, value in report["serial_evaluate"].items():
         assert report["parallel_evaluate"][name] == pytest.approx(value, abs=1e-5), name
