@@ -188,20 +188,22 @@ def test_spill_files_are_removed_after_a_failed_task(spark):
 
 @pytest.mark.spark
 def test_peak_memory_does_not_grow_with_the_partition(spark):
-    """Peak RssAnon of N and 4N rows: the partition grows, the streaming worker does not.
+    """Peak RssAnon of N and 6N rows x 784: the partition grows, the streaming worker does not.
 
-    Small Arrow batches and buffer make N rows already many buffers, so both
-    fits reach the steady state whose memory the buffer, not the data, sets.
+    Arrow batches and buffer of 5,000 rows (16 MB each) make the shuffle
+    pool, its permuted copy and the chunks larger than glibc's initial
+    memory-map threshold: before `release_large_allocations` their freed
+    space stayed in the heap and the peak grew about 1x the data read.
     """
     from pyspark.sql import functions as F
 
     from sparkeras import SparkModel, TrainingConfig
 
-    width, small, batch_rows = 512, 12_000, 1000
+    width, small, batch_rows = 784, 20_000, 5000
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_rows))
     peaks = {}
     try:
-        for rows in (small, 4 * small):
+        for rows in (small, 6 * small):
             frame = spark.range(rows, numPartitions=2).select(
                 F.array_repeat(F.rand(0).cast("float"), width).alias("features"),
                 (F.col("id") % 10).cast("int").alias("label"),
@@ -215,12 +217,14 @@ def test_peak_memory_does_not_grow_with_the_partition(spark):
             peaks[rows] = max(row["peak_rss_anon_mb"] for row in summary)
     finally:
         spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
-    partition_growth_mb = 3 * small // 2 * width * 4 / 2**20  # 35 MB more per partition
-    growth = peaks[4 * small] - peaks[small]
+    partition_growth_mb = 5 * small // 2 * width * 4 / 2**20  # 150 MB more per partition
+    growth = peaks[6 * small] - peaks[small]
     print(f"peak RssAnon {peaks} MB; growth {growth:.0f} MB for {partition_growth_mb:.0f} MB "
           "more data per partition")
-    # Holding the partition (data="memory") grows by about 3x the data: 105 MB here.
-    assert growth < 0.5 * partition_growth_mb, peaks
+    # Holding the partition (data="memory") grows by about 3x the data, and
+    # streaming did by about 0.8x before the fixed memory-map threshold; what
+    # is left (Keras' first chunks, about 35 MB) does not grow with the data.
+    assert growth < 0.4 * partition_growth_mb, peaks
     assert _wait_for_no_spill_files(spark) == []
 
 

@@ -19,6 +19,8 @@ Example:
 """
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import queue
 import tempfile
@@ -37,6 +39,10 @@ SPILL_FOLDER = "sparkeras-spill"
 # Chunks the prefetch thread decodes ahead of the one training uses.
 _PREFETCH_CHUNKS = 2
 _END = object()
+# glibc's mallopt parameter, and the size from which it serves an allocation
+# with its own memory map (given back to the system as soon as it is freed).
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD_BYTES = 1 << 20
 
 
 def split_validation(batches):
@@ -124,6 +130,34 @@ def rss_anon_mb():
     except OSError:
         pass
     return 0.0
+
+
+def release_large_allocations():
+    """Makes glibc give every allocation of 1 MiB or more back to the system when freed.
+
+    By default glibc raises its memory-map threshold each time a mapped block
+    is freed, up to 32 MiB, so after the first chunks the shuffle buffer's
+    arrays of a few MB come from the heap, whose freed space stays resident
+    and fragments: a task's RssAnon then grew with the rows it had streamed.
+    A fixed threshold keeps every chunk, pool and decoded batch in its own map.
+    Process-wide and idempotent; off glibc (or without ctypes) it does nothing.
+
+    Returns:
+        Whether the threshold was set.
+
+    Example:
+    >>> release_large_allocations()
+    True
+    """
+    name = ctypes.util.find_library("c")
+    if not name or not hasattr(os, "confstr"):
+        return False
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION"):
+            return False
+        return bool(ctypes.CDLL(name).mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 class InputStats:
@@ -309,6 +343,7 @@ class TrainingInput:
     """
 
     def __init__(self, batches, spec, batch_size, seed, shuffle_buffer, shards=1, stats=None):
+        release_large_allocations()
         folder = spill_directory()
         remove_stale_spills(folder)
         name = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
