@@ -293,10 +293,14 @@ def _stop(spark):
     its thread waited for, and the logs are off.
     """
     from sparkeras.session import wait_for_python_workers
+    from sparkeras.session_access import spark_context
 
-    context = spark.sparkContext
-    context.setLogLevel("OFF")
-    context.cancelAllJobs()
+    context = spark_context(spark)
+    if context is None:  # Spark Connect: no SparkContext in the client
+        spark.interruptAll()
+    else:
+        context.setLogLevel("OFF")
+        context.cancelAllJobs()
     wait_for_python_workers(spark, timeout_s=60)  # its thread ends once its job is cancelled
     spark.stop()
 

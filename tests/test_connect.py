@@ -109,14 +109,15 @@ def test_predict_keeps_every_column_and_row(connect, digits, trained):
     frame = digits[1].withColumn("row_id", functions.monotonically_increasing_id())
     frame = frame.withColumn("note", functions.concat(functions.lit("r"), "row_id"))
     scored = trained.predict(frame)
-    assert scored.columns == [*frame.columns, "prediction"]
+    assert scored.columns == [*frame.columns, "probability", "prediction"]
     result = scored.toPandas()
     source = frame.toPandas()
     assert len(result) == len(source)
     assert result["row_id"].tolist() == source["row_id"].tolist()
     assert result["note"].tolist() == source["note"].tolist()
     expected = trained.model.predict(np.stack(source["features"]).astype("float32"), verbose=0)
-    np.testing.assert_allclose(np.stack(result["prediction"]), expected, atol=1e-5)
+    np.testing.assert_allclose(np.stack(result["probability"]), expected, atol=1e-5)
+    np.testing.assert_array_equal(result["prediction"], np.argmax(expected, axis=1))
 
 
 def test_a_model_beyond_the_inline_limit_travels_as_an_artifact(connect, digits, monkeypatch):
@@ -192,7 +193,7 @@ def test_cli_train_evaluate_predict_with_remote(connect, digits, tmp_path):
     run = _cli("train", "--remote", remote, "--data", data, "--model", compiled, "--output",
                trained, "--epochs", "2", "--num-workers", "2")
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "epoch 2/2" in run.stdout and os.path.isfile(trained)
+    assert "Epoch 2/2" in run.stdout and os.path.isfile(trained)
     run = _cli("evaluate", "--remote", remote, "--data", data, "--model", trained)
     assert run.returncode == 0, run.stderr[-3000:]
     assert json.loads(run.stdout.strip().splitlines()[-1])["accuracy"] > 0.7
@@ -202,7 +203,7 @@ def test_cli_train_evaluate_predict_with_remote(connect, digits, tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     result = connect.read.parquet(scored)
     assert result.count() == digits[0].count()
-    assert result.columns == ["features", "label", "row", "prediction"]
+    assert result.columns == ["features", "label", "row", "probability", "prediction"]
     bad = _cli("train", "--remote", remote, "--master", "local[2]", "--data", data,
                "--model", compiled, "--output", trained)
     assert bad.returncode == 2 and "not allowed with argument" in bad.stderr
