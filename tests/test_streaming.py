@@ -3,12 +3,12 @@
 import logging
 import os
 import pathlib
-import time
 
 import numpy as np
 import pyarrow as pa
 import pytest
 from helpers import dense_classifier, digits_arrays
+from ps_helpers import wait_for
 from test_fault_tolerance import FEATURES, _KillWorkerMidEpoch
 
 from sparkeras.data.spec import DataSpec, FieldSpec
@@ -107,9 +107,7 @@ def _spill_files(spark):
 
 def _wait_for_no_spill_files(spark, timeout_s=60):
     """Waits until the tasks' cleanup ran (a failed task may end after the driver's error)."""
-    deadline = time.monotonic() + timeout_s
-    while _spill_files(spark) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: not _spill_files(spark), timeout_s=timeout_s, interval_s=0.1)
     return _spill_files(spark)
 
 
