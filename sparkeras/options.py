@@ -54,6 +54,10 @@ class TrainingConfig:
             streams larger ones (docs/data-path.md).
         shuffle_buffer: Rows a streaming task shuffles together; each epoch
             also permutes the order of the spilled Arrow batches.
+        start_timeout_s: Longest wait, once the first training task started,
+            for all `num_workers` tasks to start: the tasks wait for one
+            another, and a fit whose tasks cannot all run at once (slots
+            taken by another job) stops with a clear error after it.
 
     Example:
     >>> SparkModel(model, config=TrainingConfig(server_port=(40000, 40100)))
@@ -70,10 +74,12 @@ class TrainingConfig:
     devices_per_task: int = None
     data: str = "auto"
     shuffle_buffer: int = 10_000
+    start_timeout_s: float = 120.0
 
     def __post_init__(self):
         check_data_mode(self.data)
         check_positive_int("shuffle_buffer", self.shuffle_buffer)
+        check_positive_number("start_timeout_s", self.start_timeout_s)
 
 
 def check_data_mode(data):
@@ -123,10 +129,17 @@ def check_positive_int(name, value):
     return value
 
 
+def check_positive_number(name, value):
+    """Returns `value` if it is an int or float > 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a positive number. Received: {name}={value!r}")
+    return value
+
+
 def check_num_workers(num_workers, slots, task_cpus, counted=None):
     """Returns the number of training tasks, at most the cluster's task slots.
 
-    A synchronous fit runs one barrier stage whose tasks must all run at once,
+    A fit's training tasks must all run at once (they wait for one another),
     so it cannot use more workers than the cluster has slots. `counted` says
     what the slots were counted from (`sparkeras.slots.TaskSlots.counted`).
     """

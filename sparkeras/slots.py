@@ -1,7 +1,7 @@
 """How many tasks a Spark session runs at once: the bound on `num_workers`.
 
-Driver-side module. A synchronous fit is one barrier stage whose tasks must
-all run at the same time, so `num_workers` may not exceed the task slots:
+Driver-side module. A fit's training tasks wait for one another at start
+(the coordinator's gang start), so `num_workers` may not exceed the task slots:
 the cores Spark schedules tasks on, divided by `spark.task.cpus`. That is not
 `sc.defaultParallelism`, which `spark.default.parallelism` overrides (a
 `local[2]` session with `spark.default.parallelism=1` still runs 2 tasks).
@@ -14,6 +14,26 @@ from sparkeras.session_access import default_parallelism
 
 _LOCAL = re.compile(r"local(?:\[(\d+|\*)(?:,\s*\d+)?\])?$")
 _LOCAL_CLUSTER = re.compile(r"local-cluster\[\s*(\d+)\s*,\s*(\d+)\s*,\s*\d+\s*\]$")
+
+
+def check_no_speculation(spark):
+    """Refuses a session that runs speculative copies of tasks, before the fit's job.
+
+    A training task is one replica: a second copy of it would join the fit
+    as the same worker. (Barrier stages never speculate; the training job is
+    not one, see docs/data-path.md.)
+
+    Example:
+    >>> check_no_speculation(spark)  # spark.speculation is false by default
+    """
+    speculation = str(spark.conf.get("spark.speculation", "false")).strip().lower()
+    if speculation == "true":
+        raise ValueError(
+            "This session runs speculative copies of slow tasks (spark.speculation=true), and a "
+            "training task must run exactly once. Start the session that fits with "
+            "spark.speculation=false (it is false by default). "
+            "Received: spark.speculation=true"
+        )
 
 
 class TaskSlots(NamedTuple):

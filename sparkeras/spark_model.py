@@ -8,7 +8,8 @@ import contextlib
 
 from sparkeras import options, progress, session_access
 from sparkeras.options import TrainingConfig
-from sparkeras.slots import task_slots
+from sparkeras.placement import worker_frame
+from sparkeras.slots import check_no_speculation, task_slots
 
 
 def _check_frame(name, df):
@@ -108,7 +109,6 @@ class SparkModel:
         from sparkeras.data import projection
         from sparkeras.pruning.distributed import DriverPruning
         from sparkeras.training import FitRun, run_fit
-        from sparkeras.worker.plan import SPLIT_COLUMN
 
         _check_frame("df", df)
         options.check_positive_int("epochs", epochs)
@@ -117,20 +117,17 @@ class SparkModel:
         spec = self._data_spec(df, features_col, label_col, compiled=True, decode=decode)
         spark = df.sparkSession
         num_workers = options.check_num_workers(self.num_workers, *task_slots(spark))
+        check_no_speculation(spark)
         self._check_devices(spark, batch_size)
-        frame = df.select(projection(spec))
+        validation = None
         if validation_data is not None:
             # Its own projection: its columns may be of another supported kind (vectors
             # from a VectorAssembler where training has arrays); both project alike.
             validation_spec = self._data_spec(_check_frame("validation_data", validation_data),
                                               features_col, label_col, compiled=True,
                                               decode=decode)
-            frame = frame.withColumn(SPLIT_COLUMN, _literal(False)).unionByName(
-                validation_data.select(projection(validation_spec))
-                .withColumn(SPLIT_COLUMN, _literal(True))
-            )
-        if session_access.num_partitions(frame) != num_workers or validation_data is not None:
-            frame = frame.repartition(num_workers)
+            validation = validation_data.select(projection(validation_spec))
+        frame, _ = worker_frame(df.select(projection(spec)), num_workers, validation)
         resume_state = _resume_state(checkpoint_dir, resume, epochs)
         pruning = self.pruning and DriverPruning(self.pruning, self._model, resume_state)
         history = keras.callbacks.History()
@@ -161,6 +158,7 @@ class SparkModel:
             },
             max_attempts=options.check_positive_int("max_attempts", self.config.max_attempts),
             checkpoint_dir=checkpoint_dir, resume_state=resume_state, workers=self.workers,
+            start_timeout_s=self.config.start_timeout_s,
             staleness={"damping": self.config.staleness_damping,
                        "max_staleness": self.config.max_staleness},
         )
@@ -347,9 +345,3 @@ def _resume_state(checkpoint_dir, resume, epochs):
             f"pass a larger epochs to train more. Received: epochs={epochs}"
         )
     return state
-
-
-def _literal(value):
-    from pyspark.sql import functions
-
-    return functions.lit(value)

@@ -1,10 +1,17 @@
-"""Runs one distributed fit: parameter server, barrier job and callbacks.
+"""Runs one distributed fit: parameter server, training job and callbacks.
 
 Driver-side module. The Spark job runs in a background thread while the
 driver's main thread turns the parameter server's epoch-end events into Keras
 callback calls, so `EarlyStopping`, `History` and friends see global logs and
 their decisions reach every worker. A failed training job is relaunched (up
 to `max_attempts` launches) and resumes from the coordinator's state.
+
+The training job is not a barrier stage, so it can read a coalesced frame
+without a shuffle (`sparkeras.placement`). What a barrier stage gave, the
+coordinator does: its tasks wait for one another at start (within
+`start_timeout_s`), and a task that Spark retries after a failed attempt
+makes the driver cancel the job and relaunch every worker, as a failed
+barrier stage would.
 """
 
 import logging
@@ -30,7 +37,7 @@ class FitRun:
     Attributes:
         plan_values: Keyword values for `TrainPlan` other than `server`.
         epochs: Total epochs of the fit (resumed ones included).
-        num_workers: Number of barrier tasks.
+        num_workers: Number of training tasks.
         steps: Steps per exchange round, None for once per epoch.
         server: dict with the parameter server's `host` (to bind), `port`
             and `tls`, and optionally `advertised_host`, the address the
@@ -46,6 +53,8 @@ class FitRun:
         batch_hooks: Whether the callbacks' `on_train_batch_end` runs on each
             progress report (some callback implements it).
         pruning: A `sparkeras.pruning.distributed.DriverPruning`, or None.
+        start_timeout_s: Longest wait for every training task to start once
+            the first has.
     """
 
     plan_values: dict
@@ -61,6 +70,7 @@ class FitRun:
     progress: object = None
     batch_hooks: bool = False
     pruning: object = None
+    start_timeout_s: float = None
 
 
 def _learning_rate(model):
@@ -75,7 +85,7 @@ def _learning_rate(model):
 
 
 class _TrainingJob(threading.Thread):
-    """Runs (and relaunches) the barrier training job; reports its end."""
+    """Runs (and relaunches) the training job; reports its end."""
 
     def __init__(self, frame, task, schema, group, description, coordinator, max_attempts):
         super().__init__(name="sparkeras-training-job", daemon=True)
@@ -89,6 +99,22 @@ class _TrainingJob(threading.Thread):
         self.stop_requested = False
         self.summary = None
         self.error = None
+        self._restart = None  # (reason, crash) of a relaunch the coordinator asked for
+
+    def relaunch_now(self, retried):
+        """Cancels the running launch because Spark retried one of its tasks.
+
+        `retried` is the coordinator's `task_retried` event logs: worker,
+        attempt, launch, and the exception the failed attempt reported (or
+        None when its process was lost). Stale events are ignored.
+        """
+        if retried["launch"] != self._coordinator.launch or self._restart is not None:
+            return
+        reason = (f"Spark retried worker {retried['worker']}'s task (attempt "
+                  f"{retried['attempt'] + 1}) after its previous attempt failed")
+        crash = retried["crash"]
+        self._restart = (reason + (f" with {crash}" if crash else ""), crash)
+        cancel_job_group(self._frame.sparkSession, self._group)
 
     def run(self):
         set_job_group(self._frame.sparkSession, self._group, self._description)
@@ -105,12 +131,15 @@ class _TrainingJob(threading.Thread):
         while True:
             launch += 1
             try:
-                rows = self._frame.mapInArrow(self._task, self._schema, barrier=True).collect()
+                rows = self._frame.mapInArrow(self._task, self._schema).collect()
                 return sorted((row.asDict() for row in rows), key=lambda r: r["worker"])
             except Exception as error:
+                if self._coordinator.start_error is not None:
+                    raise self._coordinator.start_error from None
                 if self._coordinator.failure is not None or self.stop_requested:
                     raise
-                cause = worker_exception(error)
+                restart, self._restart = self._restart, None
+                failure, cause = restart or (describe_failure(error), worker_exception(error))
                 if cause is not None and _UNREACHABLE in cause and not self._coordinator.workers:
                     raise ConnectionError(
                         "The training tasks cannot reach the parameter server, so the fit stops "
@@ -122,7 +151,7 @@ class _TrainingJob(threading.Thread):
                 if launch == self._max_attempts:
                     raise RuntimeError(
                         f"The sparkeras training job failed {launch} time(s); giving up. "
-                        f"Last error: {describe_failure(error)}. Fix the cause, or allow "
+                        f"Last error: {failure}. Fix the cause, or allow "
                         "more launches with TrainingConfig(max_attempts=...). "
                         f"Received: max_attempts={self._max_attempts}"
                     ) from error
@@ -134,7 +163,7 @@ class _TrainingJob(threading.Thread):
                 logger.warning(
                     "Training job failed (launch %d of at most %d): %s. Relaunching; resuming "
                     "at epoch %d, round %d from the parameter server's state.",
-                    launch, self._max_attempts, describe_failure(error), epoch + 1,
+                    launch, self._max_attempts, failure, epoch + 1,
                     round_in_epoch,
                 )
 
@@ -169,7 +198,7 @@ def run_fit(model, frame, callbacks, history, run):
         run.num_workers, model.get_weights(), run.plan_values["mode"], run.steps,
         _learning_rate(model), start_epoch=start_epoch,
         optimizer_state=(run.resume_state or {}).get("optimizer_state"),
-        staleness=run.staleness,
+        staleness=run.staleness, start_timeout_s=run.start_timeout_s,
     )
     if run.workers is not None:
         coordinator.workers = run.workers
@@ -198,7 +227,7 @@ def run_fit(model, frame, callbacks, history, run):
         # A callback (LearningRateScheduler) may have set the first epoch's rate.
         coordinator.set_learning_rate(_learning_rate(model))
         job.start()
-        _follow_epochs(model, callbacks, coordinator, history, run)
+        _follow_epochs(model, callbacks, coordinator, history, run, job)
         job.join()
         if job.error is not None:
             if coordinator.failure is not None:
@@ -267,7 +296,7 @@ def _resume(model, history, state):
     return state["epochs_done"]
 
 
-def _follow_epochs(model, callbacks, coordinator, history, run):
+def _follow_epochs(model, callbacks, coordinator, history, run, job):
     """Runs callbacks for each global epoch end until the job reports done."""
     from sparkeras.checkpoint import save_checkpoint
     from sparkeras.progress import handle_event
@@ -277,6 +306,9 @@ def _follow_epochs(model, callbacks, coordinator, history, run):
         kind, epoch, logs, weights = coordinator.events.get()
         if kind == "job_done":
             return
+        if kind == "task_retried":
+            job.relaunch_now(logs)
+            continue
         if kind in ("progress", "warning"):
             handle_event(kind, epoch, logs, model, callbacks, coordinator, run)
             continue

@@ -190,3 +190,60 @@ def test_a_bad_push_leaves_the_store_and_the_sums_untouched():
     reply, weights = coordinator.handle("push", {**_sync(1), "base_version": 0}, delta)
     assert (reply["version"], reply["applied"], reply["reason"]) == (1, True, "applied")
     assert [w.tolist() for w in weights] == [d.tolist() for d in delta]
+
+
+def _start(coordinator, worker, attempt=0, stage=7):
+    return coordinator.handle("start", {"worker": worker, "attempt": attempt, "stage": stage}, [])
+
+
+def test_first_attempts_wait_for_one_another_then_all_go():
+    from ps_helpers import wait_for
+
+    coordinator = TrainingCoordinator(2, WEIGHTS, "synchronous", start_timeout_s=60)
+    thread, result = _in_thread(_start, coordinator, 0)
+    wait_for(lambda: coordinator._gang.arrived == 1)
+    assert "value" not in result  # worker 0 waits for worker 1's task
+    assert _start(coordinator, 1) == ({"go": True}, [])
+    thread.join(10)
+    assert result["value"] == ({"go": True}, [])
+
+
+def test_a_gang_that_does_not_start_in_time_ends_the_fit_naming_the_slots():
+    coordinator = TrainingCoordinator(2, WEIGHTS, "synchronous", start_timeout_s=0.2)
+    with pytest.raises(TimeoutError):
+        _start(coordinator, 0)
+    error = coordinator.start_error
+    assert "Only 1 of the fit's 2 training tasks started within 0.2 s" in str(error)
+    assert "fewer free task slots than num_workers" in str(error)
+    with pytest.raises(RuntimeError):  # every waiter of the fit is woken
+        coordinator.handle("register", {"worker": 1, "batches": 2}, [])
+
+
+def test_a_retried_task_asks_for_a_relaunch_with_its_earlier_attempt_s_error():
+    coordinator = TrainingCoordinator(2, WEIGHTS, "synchronous")
+    coordinator.handle("crashed", {"worker": 1, "message": "OSError: disk full"}, [])
+    assert _start(coordinator, 1, attempt=1) == ({"go": False}, [])
+    kind, _, logs, _ = coordinator.events.get_nowait()
+    assert kind == "task_retried"
+    assert logs == {"worker": 1, "attempt": 1, "launch": 0, "crash": "OSError: disk full"}
+
+
+def test_tasks_of_a_replaced_launch_are_told_to_stop():
+    coordinator = TrainingCoordinator(1, WEIGHTS, "synchronous")
+    assert _start(coordinator, 0, stage=3) == ({"go": True}, [])
+    coordinator.relaunch()
+    assert _start(coordinator, 0, attempt=1, stage=3) == ({"go": False}, [])
+    assert coordinator.events.empty()  # a stale retry does not cancel the new launch
+    assert _start(coordinator, 0, stage=4) == ({"go": True}, [])
+
+
+@pytest.mark.parametrize("header, message", [
+    ({"worker": 0, "attempt": -1, "stage": 1}, "needs attempt"),
+    ({"worker": 0, "attempt": 0}, "needs stage"),
+    ({"worker": 5, "attempt": 0, "stage": 1}, "needs worker"),
+])
+def test_a_malformed_start_is_refused_naming_the_value(header, message):
+    coordinator = TrainingCoordinator(2, WEIGHTS, "synchronous")
+    with pytest.raises(ValueError, match=message):
+        coordinator.handle("start", header, [])
+    assert coordinator._gang.arrived == 0

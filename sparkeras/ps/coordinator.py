@@ -41,6 +41,9 @@ class TrainingCoordinator:
         optimizer_state: Optimizer variables to resume from, or None.
         staleness: Asynchronous modes: `AsyncStore` keyword options
             (`damping`, `max_staleness`).
+        start_timeout_s: Longest wait, from a worker's `start`, for every
+            worker's task to start (the gang start the training job, not a
+            barrier stage, leaves to the coordinator); None waits forever.
 
     Example:
     >>> coordinator = TrainingCoordinator(2, model.get_weights(), "synchronous")
@@ -49,13 +52,20 @@ class TrainingCoordinator:
     """
 
     def __init__(self, num_workers, initial_weights, mode, steps_per_round=None,
-                 learning_rate=None, start_epoch=0, optimizer_state=None, staleness=None):
+                 learning_rate=None, start_epoch=0, optimizer_state=None, staleness=None,
+                 start_timeout_s=None):
         self.num_workers = num_workers
         self.mode = mode
         self.events = queue.Queue()
         self.workers = {}
         self.failure = None
+        self.start_error = None
+        self.crashes = {}
         self.launch = 0
+        self._start_timeout_s = start_timeout_s
+        self._gang = RoundBarrier(num_workers, _started, timeout_s=start_timeout_s)
+        self._launch_stage = None
+        self._replaced_stages = set()
         self.optimizer_state = optimizer_state
         self._steps_per_round = steps_per_round
         self._learning_rate = learning_rate
@@ -77,6 +87,8 @@ class TrainingCoordinator:
         self._stop_requested = False
         self._stop_round = None
         self._handlers = {
+            "start": self._start,
+            "crashed": self._crashed,
             "register": self._register,
             "sync": self._sync,
             "push": self._push,
@@ -93,6 +105,54 @@ class TrainingCoordinator:
         if handler is None:
             raise ValueError(f"Unknown request {op!r}. Expected one of {sorted(self._handlers)}.")
         return handler(header, tensors)
+
+    def _start(self, header, tensors):
+        """A task starts: first attempts wait for the whole gang; a retried one ends the launch.
+
+        A Spark retry of a task (attempt 1 or more) means its earlier attempt
+        failed while the other workers wait for it: the coordinator asks the
+        driver for a relaunch (a `task_retried` event) and tells the task not
+        to go on. Tasks of a replaced launch's stage are told the same.
+        """
+        worker = self._worker("start", header)
+        attempt = _count("start", header, "attempt")
+        stage = _count("start", header, "stage")
+        if stage in self._replaced_stages:
+            return {"go": False}, []
+        if attempt > 0:
+            self.events.put(("task_retried", None, {
+                "worker": worker, "attempt": attempt, "launch": self.launch,
+                "crash": self.crashes.get(worker),
+            }, None))
+            return {"go": False}, []
+        self._launch_stage = stage
+        try:
+            self._gang.contribute(0, worker, None)
+        except TimeoutError:
+            arrived = self._gang.arrived
+            if self.start_error is None:
+                self.start_error = TimeoutError(
+                    f"Only {arrived} of the fit's {self.num_workers} training tasks started "
+                    f"within {self._start_timeout_s} s of the first: the cluster has fewer free "
+                    "task slots than num_workers right now (another job may hold some, or an "
+                    "executor was lost). Free task slots, lower num_workers, or wait longer with "
+                    f"TrainingConfig(start_timeout_s=...). Received: num_workers="
+                    f"{self.num_workers}, start_timeout_s={self._start_timeout_s}"
+                )
+                self.abort(str(self.start_error))
+            raise
+        return {"go": True}, []
+
+    def _crashed(self, header, tensors):
+        """A task's last words before it raises: the exception, kept for the driver."""
+        worker = self._worker("crashed", header)
+        if not isinstance(header.get("message"), str):
+            raise ValueError(
+                "A 'crashed' request needs message, the task's exception as a str. "
+                f"Received: message={header.get('message')!r:.100}."
+            )
+        self.crashes[worker] = header["message"][:2000]
+        return {}, []
 
     def _register(self, header, tensors):
         self._worker("register", header)
@@ -302,8 +362,15 @@ class TrainingCoordinator:
             (epoch, round within it) the new launch resumes from.
         """
         self.launch += 1
-        self._registration.abort("A newer launch of the training job replaced this one.")
+        replaced = "A newer launch of the training job replaced this one."
+        self._registration.abort(replaced)
         self._registration = RoundBarrier(self.num_workers, self._agree_on_rounds)
+        self._gang.abort(replaced)
+        self._gang = RoundBarrier(self.num_workers, _started, timeout_s=self._start_timeout_s)
+        if self._launch_stage is not None:
+            self._replaced_stages.add(self._launch_stage)
+        self._launch_stage = None
+        self.crashes.clear()
         self._epochs.discard_open_round()
         if self._rounds is not None:
             self._rounds.discard_open_round()
@@ -317,11 +384,15 @@ class TrainingCoordinator:
         """Wakes every waiting worker with an error; the fit is over."""
         if failure is not None and self.failure is None:
             self.failure = failure
-        for barrier in (self._registration, self._rounds, self._epochs):
+        for barrier in (self._gang, self._registration, self._rounds, self._epochs):
             if barrier is not None:
                 barrier.abort(reason)
         self._decisions.put(RuntimeError(reason))
         self.events.put(("aborted", None, {"reason": reason}, None))
+
+
+def _started(_):
+    """The gang start's reduce: nothing to combine, every task may go."""
 
 
 def _count(op, header, name, high=None):

@@ -4,6 +4,7 @@ Executor-side module. `make_train_task` copies plain values into the task
 function; everything executor-only is imported inside it.
 """
 
+import contextlib
 import itertools
 import os
 import socket
@@ -174,6 +175,28 @@ def _read_partition(batches, spec):
     return train, validation
 
 
+def _start(client, worker, context):
+    """Tells the coordinator this task started; returns once every worker's task has.
+
+    Raises RuntimeError when Spark retried this task after a failed attempt:
+    the driver relaunches the whole training job instead (docs/data-path.md).
+    """
+    reply, _ = client.call("start", {**worker, "attempt": context.attemptNumber(),
+                                     "stage": context.stageId()}, [])
+    if not reply["go"]:
+        raise RuntimeError(
+            f"Spark retried worker {worker['worker']}'s training task (attempt "
+            f"{context.attemptNumber() + 1}); the driver relaunches every worker instead, "
+            "from the parameter server's state."
+        )
+
+
+def _report_crash(client, worker, error):
+    """Sends the task's exception to the coordinator before the task raises it."""
+    with contextlib.suppress(Exception):  # the report is a courtesy; the error still raises
+        client.call("crashed", {**worker, "message": f"{type(error).__name__}: {error}"}, [])
+
+
 def _register(client, replica, worker, identity):
     """Joins the fit; sets the global (or resumed) state on the replica's model."""
     from sparkeras.worker.optimizer_state import restore_optimizer
@@ -217,7 +240,7 @@ def make_train_task(plan, model_broadcast):
 
     Example:
     >>> task = make_train_task(plan, spark.sparkContext.broadcast(model_bytes))
-    >>> df.mapInArrow(task, SUMMARY_DDL, barrier=True).collect()
+    >>> df.mapInArrow(task, SUMMARY_DDL).collect()
     """
 
     def train_partition(batches):
@@ -252,6 +275,7 @@ def make_train_task(plan, model_broadcast):
             ParameterClient(server.host, server.port, server.secret, tls=server.tls) as client,
             quiet_worker(ProgressReporter(client, worker, plan.progress_interval_s)) as reporter,
         ):
+            _start(client, worker, context)
             try:
                 kind, source = _choose_input(batches, plan.data_mode, stats)
                 seed = plan.seed * 100_003 + worker["worker"]
@@ -287,6 +311,9 @@ def make_train_task(plan, model_broadcast):
             except DataContentError as error:
                 # Reported before it is raised: the fit ends naming the column, not a trace.
                 client.call("fail", {**worker, "message": str(error)}, [])
+                raise
+            except Exception as error:
+                _report_crash(client, worker, error)
                 raise
             finally:
                 if stream is not None:

@@ -1,0 +1,140 @@
+"""The training rows reach the workers without a shuffle; the gang start replaces the barrier.
+
+Shuffle bytes are read from Spark's own monitoring REST API (the live UI of
+the test session), for the stages of the jobs each fit ran.
+"""
+
+import json
+import os
+import threading
+import urllib.request
+
+import pytest
+from helpers import dense_classifier
+from ps_helpers import wait_for
+
+pytestmark = pytest.mark.spark
+
+
+def _rest(spark, path):
+    context = spark.sparkContext
+    url = f"{context.uiWebUrl}/api/v1/applications/{context.applicationId}/{path}"
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.load(response)
+
+
+def _fit_jobs(spark, before):
+    """The jobs of fits (job group sparkeras-fit-*) with an id above `before`."""
+    return [job for job in _rest(spark, "jobs")
+            if job["jobId"] > before and (job.get("jobGroup") or "").startswith("sparkeras-fit-")]
+
+
+def _last_job_id(spark):
+    return max((job["jobId"] for job in _rest(spark, "jobs")), default=-1)
+
+
+def _shuffle_of_fit(spark, fit):
+    """(stages, shuffle bytes written + read) of the jobs `fit()` runs in its job group."""
+    before = _last_job_id(spark)
+    fit()
+    spark.sparkContext._jsc.sc().listenerBus().waitUntilEmpty()  # the UI has seen every event
+    assert all(job["status"] == "SUCCEEDED" for job in _fit_jobs(spark, before))
+    stages = [stage for job in _fit_jobs(spark, before) for stage_id in job["stageIds"]
+              for stage in _rest(spark, f"stages/{stage_id}")
+              if stage["status"] != "SKIPPED"]
+    moved = sum(stage["shuffleWriteBytes"] + stage["shuffleReadBytes"] for stage in stages)
+    return len(stages), moved
+
+
+@pytest.fixture(scope="module")
+def six_partitions(spark):
+    from sparkeras.demo import digits_frames
+
+    train, validation, _ = digits_frames(spark, validation_fraction=0.15)
+    train = train.repartition(6).cache()
+    assert train.count() > 0 and train.rdd.getNumPartitions() == 6
+    return train, validation.cache()
+
+
+def _model(**settings):
+    from sparkeras import SparkModel
+
+    return SparkModel(dense_classifier(), num_workers=2, **settings)
+
+
+def test_a_six_partition_frame_trains_on_two_workers_with_no_exchange(spark, six_partitions):
+    train, _ = six_partitions
+    spark_model = _model()
+    stages, moved = _shuffle_of_fit(
+        spark, lambda: spark_model.fit(train, epochs=2, batch_size=32, verbose=0))
+    assert (stages, moved) == (1, 0)
+    summary = spark_model.training_summary
+    assert sorted(row["worker"] for row in summary) == [0, 1]
+    assert sum(row["samples"] for row in summary) == train.count()  # every row, once
+
+
+def test_validation_rows_do_not_shuffle_the_training_rows(spark, six_partitions):
+    train, validation = six_partitions
+    spark_model = _model()
+    history = []
+    stages, moved = _shuffle_of_fit(spark, lambda: history.append(spark_model.fit(
+        train, epochs=1, batch_size=32, validation_data=validation, verbose=0)))
+    assert (stages, moved) == (1, 0)
+    assert 0.0 < history[0].history["val_accuracy"][0] <= 1.0
+    summary = spark_model.training_summary
+    assert sum(row["samples"] for row in summary) == train.count()
+    assert sum(row["validation_samples"] for row in summary) == validation.count()
+
+
+def test_the_shuffle_is_measured_where_a_frame_has_fewer_partitions_than_workers(spark):
+    from sparkeras.demo import digits_frames
+
+    train, _ = digits_frames(spark)
+    one = train.coalesce(1).cache()
+    assert one.count() > 0
+    stages, moved = _shuffle_of_fit(
+        spark, lambda: _model().fit(one, epochs=1, batch_size=32, verbose=0))
+    assert stages == 2 and moved > 0  # one partition cannot be split without an exchange
+
+
+def test_tasks_that_cannot_all_start_end_the_fit_with_a_clear_error(spark, six_partitions,
+                                                                    tmp_path):
+    """Another job holds one of the two slots: the fit's first task waits, then the fit stops."""
+    from sparkeras import TrainingConfig
+
+    held, release = str(tmp_path / "held"), str(tmp_path / "release")
+
+    def hold_a_slot(batches):
+        import time
+
+        open(held, "w").close()
+        while not os.path.exists(release):
+            time.sleep(0.05)
+        yield from batches
+
+    blocker = threading.Thread(
+        target=lambda: spark.range(1, numPartitions=1).mapInArrow(hold_a_slot, "id long")
+        .collect(), daemon=True)
+    blocker.start()
+    try:
+        wait_for(lambda: os.path.exists(held), timeout_s=120)
+        train, _ = six_partitions
+        spark_model = _model(config=TrainingConfig(start_timeout_s=3))
+        with pytest.raises(TimeoutError, match=r"Only 1 of the fit's 2 training tasks started "
+                                               r"within 3 s.*fewer free task slots"):
+            spark_model.fit(train, epochs=1, batch_size=32, verbose=0)
+    finally:
+        open(release, "w").close()
+        blocker.join(120)
+
+
+def test_a_session_that_speculates_is_refused_before_any_job():
+    from types import SimpleNamespace
+
+    from sparkeras.slots import check_no_speculation
+
+    speculating = SimpleNamespace(conf={"spark.speculation": "true"})
+    with pytest.raises(ValueError, match=r"spark.speculation=false .* "
+                                         r"Received: spark.speculation=true"):
+        check_no_speculation(speculating)
+    check_no_speculation(SimpleNamespace(conf={}))
