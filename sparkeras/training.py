@@ -29,6 +29,10 @@ from sparkeras.task_errors import (
 
 logger = logging.getLogger("sparkeras")
 
+# A fit's tasks wait for one another at start; two fits sharing the slots could each
+# hold some and wait for the rest. Fits from several threads of a driver run in turn.
+_FITS_IN_TURN = threading.Lock()
+
 
 @dataclass
 class FitRun:
@@ -176,6 +180,8 @@ _UNREACHABLE = "Cannot reach the parameter server"
 def run_fit(model, frame, callbacks, history, run):
     """Trains `model` on the prepared `frame`; returns the per-worker summary.
 
+    Fits from several threads of this process run one at a time.
+
     Args:
         model: The driver's compiled Keras model; it ends with the global
             weights and optimizer state.
@@ -184,6 +190,11 @@ def run_fit(model, frame, callbacks, history, run):
         history: The `keras.callbacks.History` inside `callbacks`.
         run: A `FitRun`.
     """
+    with _FITS_IN_TURN:
+        return _run_fit(model, frame, callbacks, history, run)
+
+
+def _run_fit(model, frame, callbacks, history, run):
     from sparkeras.data import DataContentError
     from sparkeras.ps import ParameterServer
     from sparkeras.ps.coordinator import TrainingCoordinator

@@ -13,14 +13,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # The suite's JAX subset: `KERAS_BACKEND=jax python -m pytest -m jax` (.ci/run runs
 # it after the main run). Every public entry point under the other backend: fit
 # in every mode and frequency, evaluate, predict, save/load, the Spark ML stage,
-# and backend neutrality. Tests that start their own backend in a subprocess
-# (test_devices, test_multigpu) cover JAX in the main run already.
+# the streaming data path, and backend neutrality. Tests that start their own
+# backend in a subprocess (test_devices, test_multigpu) cover JAX in the main run.
 JAX_SUBSET = (
     "test_spark_model.py",
     "test_async_modes.py",
     "test_ml.py",
     "test_replica.py",
     "test_jax_backend.py",
+    "test_streaming.py",
 )
 # Left out of it: a minute of CrossValidator fits, which add no new entry point.
 JAX_SUBSET_EXCLUDES = ("test_ml.py::test_cross_validator",)

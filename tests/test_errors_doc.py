@@ -48,6 +48,7 @@ _INTERNAL_MESSAGES = {
     "This parameter server is": "the server's own use",
     "must be a positive number": "the server's internal limits",
     "The pruning masks in the task's plan": "a relaunch racing the driver; launched again",
+    "the driver relaunches every worker instead": "a retried task's end; the driver relaunches",
 }
 
 

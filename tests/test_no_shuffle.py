@@ -138,3 +138,57 @@ def test_a_session_that_speculates_is_refused_before_any_job():
                                          r"Received: spark.speculation=true"):
         check_no_speculation(speculating)
     check_no_speculation(SimpleNamespace(conf={}))
+
+
+@pytest.mark.parametrize("value", [0, -1.5, "60", True])
+def test_a_start_timeout_must_be_a_positive_number(value):
+    from sparkeras import TrainingConfig
+
+    with pytest.raises(ValueError, match=rf"start_timeout_s must be a positive number\. "
+                                         rf"Received: start_timeout_s={value!r}"):
+        TrainingConfig(start_timeout_s=value)
+
+
+_RETRYING_DRIVER = r"""
+import logging, os, signal, sys
+import numpy as np, pandas as pd, keras
+sys.path.insert(0, sys.argv[1])
+import sparkeras
+from helpers import dense_classifier
+
+logging.basicConfig(level=logging.WARNING, stream=sys.stdout)
+spark = sparkeras.get_spark("local[2,2]")  # Spark may retry a failed task once
+x = np.random.default_rng(0).normal(size=(8000, 64)).astype("float32")
+frame = pd.DataFrame({"features": list(x), "label": (x[:, 0] > 0).astype("int64")})
+train = spark.createDataFrame(frame).repartition(4).cache()
+train.count()
+sm = sparkeras.SparkModel(dense_classifier(inputs=64, classes=2), num_workers=2)
+
+class KillWorker1(keras.callbacks.Callback):
+    # Epoch 1 ended and every worker waits for the driver's decision: worker 1 dies now.
+    killed = None
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1 and KillWorker1.killed is None:
+            KillWorker1.killed = sm.workers[1]["pid"]
+            os.kill(KillWorker1.killed, signal.SIGKILL)
+
+history = sm.fit(train, epochs=3, batch_size=64, callbacks=[KillWorker1()], verbose=0)
+print("EPOCHS", len(history.history["loss"]), flush=True)
+print("LAUNCHES", sorted({row["launch"] for row in sm.training_summary}), flush=True)
+print("KILLED_GONE", all(row["pid"] != KillWorker1.killed for row in sm.training_summary))
+"""
+
+
+def test_a_task_spark_retries_makes_the_driver_relaunch_every_worker():
+    """Where Spark retries a failed task alone, the fit relaunches all workers, as a barrier did."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1")
+    done = subprocess.run([sys.executable, "-c", _RETRYING_DRIVER, os.path.dirname(__file__)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    out = done.stdout
+    assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
+    assert "Spark retried worker 1's task (attempt 2) after its previous attempt failed" in out
+    assert "resuming at epoch 2" in out
+    assert "EPOCHS 3" in out and "LAUNCHES [1]" in out and "KILLED_GONE True" in out
