@@ -10,13 +10,16 @@ Runs, in one go on an embedded `local[2]` Spark with 2 workers:
      cached in 6 partitions (warm session); the intercept of time over
      epochs, (3 * t1 - t3) / 2, with data="auto" (these partitions stream);
   3. a 5-epoch fit on that frame vs the best single-process Keras (default
-     threads or one thread, each in a fresh process), with test accuracy.
+     threads or one thread, each in a fresh process), with test accuracy,
+     streaming ("auto") and then in memory (the full shuffle), to compare
+     the accuracy of the two shuffles.
 It prints the figures as JSON lines and a markdown summary.
 
 Usage:
     python bench/data.py                        # recorded in docs/benchmarks.md
     python bench/data.py --large 400000         # the issue's larger frames need the memory
     python bench/data.py --quick                # 20,000 vs 80,000 rows; 12,000-row fits
+    python bench/data.py --large 800000 --memory-only   # the issue's 50k vs 800k memory figure
 """
 
 import argparse
@@ -77,10 +80,10 @@ def fixed_cost(frame, data):
     return row
 
 
-def five_epochs(frame, test, rows, single):
-    spark_model, seconds = _fit(frame, 5, "auto")
+def five_epochs(frame, test, rows, single, data="auto"):
+    spark_model, seconds = _fit(frame, 5, data)
     accuracy = spark_model.model.evaluate(*test, verbose=0, return_dict=True)["accuracy"]
-    row = {"figure": "five_epochs", "rows": rows, "seconds": round(seconds, 1),
+    row = {"figure": "five_epochs", "data": data, "rows": rows, "seconds": round(seconds, 1),
            "samples_per_s": round(rows * 5 / seconds), "accuracy": round(accuracy, 4),
            "single_samples_per_s": round(single["samples_per_s"]),
            "single_accuracy": round(single["accuracy"], 4),
@@ -97,6 +100,7 @@ def main():
     parser.add_argument("--rows", type=int, default=60_000)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--memory-only", action="store_true")
     args = parser.parse_args()
     if args.quick:
         args.small, args.large, args.rows = 20_000, 80_000, 12_000
@@ -106,12 +110,21 @@ def main():
     spark = sparkeras.get_spark("local[2]")
     sparkeras.session.wait_for_python_workers(spark)
     results = [] if args.skip_memory else memory(spark, (args.small, args.large))
+    if args.memory_only:
+        return _summary(spark, results)
     frame = to_frame(spark, *make_data(args.rows)).repartition(6).cache()
     frame.count()
     results.append(fixed_cost(frame, "auto"))
     single = max((run_single_subprocess(args.rows, 5, threads) for threads in (0, 1)),
                  key=lambda r: r["samples_per_s"])
-    results.append(five_epochs(frame, make_data(10_000, seed=1), args.rows, single))
+    test = make_data(10_000, seed=1)
+    results.append(five_epochs(frame, test, args.rows, single))
+    # The accuracy of the streaming path's buffer shuffle against the full in-memory one.
+    results.append(five_epochs(frame, test, args.rows, single, data="memory"))
+    _summary(spark, results)
+
+
+def _summary(spark, results):
     spark.stop()
     print("\n| figure | value |\n| --- | --- |")
     for row in results:
