@@ -13,8 +13,8 @@ from helpers import dense_classifier
 from sparkeras.pruning import DNS, magnitude, report, strip
 from sparkeras.pruning.masks import (
     draws_update,
-    epoch_draw,
     polynomial_sparsity,
+    round_draw,
     thresholds,
     update_mask,
     update_probability,
@@ -52,7 +52,7 @@ def test_update_probability_and_iter_stop():
     assert draws_update(0.49, 10_000, 1e-4, 1.0, iter_stop=20_000)
     assert not draws_update(0.51, 10_000, 1e-4, 1.0, iter_stop=20_000)
     assert not draws_update(0.0, 20_000, 1e-4, 1.0, iter_stop=20_000)
-    assert epoch_draw(3, 7) == epoch_draw(3, 7) != epoch_draw(3, 8)
+    assert round_draw(3, 7) == round_draw(3, 7) != round_draw(3, 8)
 
 
 def test_polynomial_schedule():
