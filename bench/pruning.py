@@ -101,7 +101,7 @@ def rates(steps_per_epoch, iter_stop):
         lambda epoch, rate: DNS_RATE if epoch < switch else RETRAIN_RATE)
 
 
-def local_runs(kind, data, epochs, dns_settings):
+def local_runs(kind, data, epochs, dns_settings, seed=1):
     from sparkeras.pruning import DNS, magnitude
 
     x_train, _, y_train, _ = data
@@ -109,12 +109,12 @@ def local_runs(kind, data, epochs, dns_settings):
     warm, rest = phases(epochs)
     rows = []
     started = time.perf_counter()
-    dense = build(kind)
+    dense = build(kind, seed)
     dense.fit(x_train, y_train, epochs=epochs, batch_size=BATCH, verbose=0)
     rows.append(result("dense", kind, dense, data, time.perf_counter() - started))
 
     started = time.perf_counter()
-    pruned = build(kind)
+    pruned = build(kind, seed)
     pruned.fit(x_train, y_train, epochs=warm, batch_size=BATCH, verbose=0)
     pruning = DNS(**dns_settings)
     pruned.fit(x_train, y_train, epochs=rest, batch_size=BATCH, verbose=0,
@@ -124,7 +124,7 @@ def local_runs(kind, data, epochs, dns_settings):
     rows.append(dns_row)
 
     started = time.perf_counter()
-    baseline = build(kind)
+    baseline = build(kind, seed)
     baseline.fit(x_train, y_train, epochs=warm, batch_size=BATCH, verbose=0)
     sparsity = min(0.999, 1 - 1 / dns_row["compression"])
     baseline.fit(x_train, y_train, epochs=rest, batch_size=BATCH, verbose=0,
@@ -135,7 +135,7 @@ def local_runs(kind, data, epochs, dns_settings):
     return rows
 
 
-def spark_run(kind, data, epochs, dns_settings, workers):
+def spark_run(kind, data, epochs, dns_settings, workers, seed=1):
     import pandas as pd
 
     import sparkeras
@@ -152,14 +152,14 @@ def spark_run(kind, data, epochs, dns_settings, workers):
     batch = BATCH // workers
     steps = -(-max(frame.rdd.glom().map(len).collect()) // batch)
     started = time.perf_counter()
-    dense = build(kind)
+    dense = build(kind, seed)
     SparkModel(dense, num_workers=workers, frequency="batch").fit(
         frame, epochs=epochs, batch_size=batch, verbose=0)
     dense_row = result(f"dense, SparkModel {workers} workers", kind, dense, data,
                        time.perf_counter() - started)
     warm, rest = phases(epochs)
     started = time.perf_counter()
-    model = build(kind)
+    model = build(kind, seed)
     SparkModel(model, num_workers=workers, frequency="batch").fit(
         frame, epochs=warm, batch_size=batch, verbose=0)
     pruning = DNS(**dns_settings)
@@ -185,6 +185,7 @@ def main():
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--models", default="mlp,cnn")
     parser.add_argument("--no-spark", action="store_true")
+    parser.add_argument("--seed", type=int, default=1, help="the models' initialisation seed")
     parser.add_argument("--cnn-c-rate", type=float, default=2.4,
                         help="DNS c_rate of the CNN's Dense layers (the MLP uses DNS())")
     parser.add_argument("--cnn-conv-c-rate", type=float, default=1.2)
@@ -195,9 +196,9 @@ def main():
     rows = []
     for kind in args.models.split(","):
         epochs = args.epochs if kind == "mlp" else args.cnn_epochs
-        rows += local_runs(kind, data, epochs, settings[kind])
+        rows += local_runs(kind, data, epochs, settings[kind], args.seed)
         if not args.no_spark:
-            rows += spark_run(kind, data, epochs, settings[kind], args.workers)
+            rows += spark_run(kind, data, epochs, settings[kind], args.workers, args.seed)
     print(table(rows))
 
 
