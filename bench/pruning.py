@@ -2,18 +2,21 @@
 
 Run from the repository root:
     PYTHONPATH=$PWD python bench/pruning.py --models mlp
-    PYTHONPATH=$PWD python bench/pruning.py --models cnn --cnn-c-rate 2.0 --cnn-conv-c-rate 1.0
+    PYTHONPATH=$PWD python bench/pruning.py --models cnn
 
 For each model (an MLP 64-300-100-10, the LeNet-300-100 shape, and a small
 LeNet-5-style CNN on the 8x8 images) it trains, with the same epoch budget:
 - dense: all epochs with Adam(1e-3);
-- DNS: a third of the epochs dense, then `DNS()` (its defaults) for the rest
-  at Adam(5e-3), masks frozen after `iter_stop` (1000 steps, about 23 of the
-  40 epochs): pruning then retraining;
+- DNS: a third of the epochs dense, then `DNS()` (its defaults) for the rest:
+  Adam(5e-3) while the masks change, until `iter_stop` (1000 steps, about 23
+  of the 40 epochs), then retraining with the masks fixed at Adam(1e-3);
 - magnitude: the same, with `magnitude(final_sparsity=...)` set to DNS's
   compression, reached at the same step as DNS's `iter_stop`;
+- dense on Spark: all epochs through `SparkModel(..., num_workers=2,
+  frequency="batch")`, the distributed baseline;
 - DNS on Spark: the same two phases through `SparkModel(..., num_workers=2,
-  pruning=DNS(...))`.
+  frequency="batch", pruning=DNS(...))`, each worker taking batches of
+  32 / workers rows: the same global batch and steps as locally.
 It prints one JSON line per run and a Markdown table (accuracy on the 25 %
 held out, compression = prunable weights / weights kept, gzip size of the
 stripped `.keras` file).
@@ -30,7 +33,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 BATCH = 32
-DNS_RATE = 5e-3
+DNS_RATE = 5e-3  # while the masks change
+RETRAIN_RATE = 1e-3  # once they are fixed (from iter_stop on)
 
 
 def digits():
@@ -88,7 +92,16 @@ def phases(epochs):
     return warm, epochs - warm
 
 
-def local_runs(kind, data, epochs, dns_settings):
+def rates(steps_per_epoch, iter_stop):
+    """The pruning phase's learning rates: DNS_RATE until `iter_stop`, then RETRAIN_RATE."""
+    import keras
+
+    switch = -(-iter_stop // steps_per_epoch)  # the first epoch with the masks fixed
+    return keras.callbacks.LearningRateScheduler(
+        lambda epoch, rate: DNS_RATE if epoch < switch else RETRAIN_RATE)
+
+
+def local_runs(kind, data, epochs, dns_settings, seed=1):
     from sparkeras.pruning import DNS, magnitude
 
     x_train, _, y_train, _ = data
@@ -96,33 +109,33 @@ def local_runs(kind, data, epochs, dns_settings):
     warm, rest = phases(epochs)
     rows = []
     started = time.perf_counter()
-    dense = build(kind)
+    dense = build(kind, seed)
     dense.fit(x_train, y_train, epochs=epochs, batch_size=BATCH, verbose=0)
     rows.append(result("dense", kind, dense, data, time.perf_counter() - started))
 
     started = time.perf_counter()
-    pruned = build(kind)
+    pruned = build(kind, seed)
     pruned.fit(x_train, y_train, epochs=warm, batch_size=BATCH, verbose=0)
-    pruned.optimizer.learning_rate.assign(DNS_RATE)
+    pruning = DNS(**dns_settings)
     pruned.fit(x_train, y_train, epochs=rest, batch_size=BATCH, verbose=0,
-               callbacks=[DNS(**dns_settings)])
+               callbacks=[rates(steps, pruning.iter_stop), pruning])
     dns_row = result("DNS", kind, pruned, data, time.perf_counter() - started,
                      settings=dns_settings)
     rows.append(dns_row)
 
     started = time.perf_counter()
-    baseline = build(kind)
+    baseline = build(kind, seed)
     baseline.fit(x_train, y_train, epochs=warm, batch_size=BATCH, verbose=0)
-    baseline.optimizer.learning_rate.assign(DNS_RATE)
     sparsity = min(0.999, 1 - 1 / dns_row["compression"])
     baseline.fit(x_train, y_train, epochs=rest, batch_size=BATCH, verbose=0,
-                 callbacks=[magnitude(final_sparsity=sparsity, begin_step=0,
-                                      end_step=DNS().iter_stop, frequency=steps // 4)])
+                 callbacks=[rates(steps, pruning.iter_stop),
+                            magnitude(final_sparsity=sparsity, begin_step=0,
+                                      end_step=pruning.iter_stop, frequency=steps // 4)])
     rows.append(result("magnitude", kind, baseline, data, time.perf_counter() - started))
     return rows
 
 
-def spark_run(kind, data, epochs, dns_settings, workers):
+def spark_run(kind, data, epochs, dns_settings, workers, seed=1):
     import pandas as pd
 
     import sparkeras
@@ -133,18 +146,28 @@ def spark_run(kind, data, epochs, dns_settings, workers):
     spark = sparkeras.get_spark(f"local[{workers}]", app_name="sparkeras-bench-pruning",
                                 conf={"spark.driver.host": "127.0.0.1"})
     frame = spark.createDataFrame(pd.DataFrame({"features": list(x_train), "label": y_train}))
-    # iter_stop at the same epoch as locally, in one replica's steps.
-    ratio = -(-len(x_train) // (BATCH * workers)) / -(-len(x_train) // BATCH)
+    frame = frame.repartition(workers).cache()
+    # Each worker takes BATCH / workers rows a step and the replicas average after every
+    # step: the same global batch, steps and iter_stop as locally.
+    batch = BATCH // workers
+    steps = -(-max(frame.rdd.glom().map(len).collect()) // batch)
+    started = time.perf_counter()
+    dense = build(kind, seed)
+    SparkModel(dense, num_workers=workers, frequency="batch").fit(
+        frame, epochs=epochs, batch_size=batch, verbose=0)
+    dense_row = result(f"dense, SparkModel {workers} workers", kind, dense, data,
+                       time.perf_counter() - started)
     warm, rest = phases(epochs)
     started = time.perf_counter()
-    model = build(kind)
-    SparkModel(model, num_workers=workers).fit(frame, epochs=warm, batch_size=BATCH, verbose=0)
-    model.optimizer.learning_rate.assign(DNS_RATE)
-    sm = SparkModel(model, num_workers=workers,
-                    pruning=DNS(iter_stop=round(DNS().iter_stop * ratio), **dns_settings))
-    sm.fit(frame, epochs=rest, batch_size=BATCH, verbose=0)
-    return result(f"DNS, SparkModel {workers} workers", kind, sm.model, data,
-                  time.perf_counter() - started, settings=dns_settings)
+    model = build(kind, seed)
+    SparkModel(model, num_workers=workers, frequency="batch").fit(
+        frame, epochs=warm, batch_size=batch, verbose=0)
+    pruning = DNS(**dns_settings)
+    sm = SparkModel(model, num_workers=workers, frequency="batch", pruning=pruning)
+    sm.fit(frame, epochs=rest, batch_size=batch, verbose=0,
+           callbacks=[rates(steps, pruning.iter_stop)])
+    return [dense_row, result(f"DNS, SparkModel {workers} workers", kind, sm.model, data,
+                              time.perf_counter() - started, settings=dns_settings)]
 
 
 def table(rows):
@@ -162,6 +185,7 @@ def main():
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--models", default="mlp,cnn")
     parser.add_argument("--no-spark", action="store_true")
+    parser.add_argument("--seed", type=int, default=1, help="the models' initialisation seed")
     parser.add_argument("--cnn-c-rate", type=float, default=2.4,
                         help="DNS c_rate of the CNN's Dense layers (the MLP uses DNS())")
     parser.add_argument("--cnn-conv-c-rate", type=float, default=1.2)
@@ -172,9 +196,9 @@ def main():
     rows = []
     for kind in args.models.split(","):
         epochs = args.epochs if kind == "mlp" else args.cnn_epochs
-        rows += local_runs(kind, data, epochs, settings[kind])
+        rows += local_runs(kind, data, epochs, settings[kind], args.seed)
         if not args.no_spark:
-            rows.append(spark_run(kind, data, epochs, settings[kind], args.workers))
+            rows += spark_run(kind, data, epochs, settings[kind], args.workers, args.seed)
     print(table(rows))
 
 

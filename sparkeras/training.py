@@ -213,6 +213,8 @@ def _run_fit(model, frame, callbacks, history, run):
     )
     if run.workers is not None:
         coordinator.workers = run.workers
+    if run.pruning is not None:
+        coordinator.on_round = run.pruning.round_end
     secret = secrets.token_bytes(32)
     server = ParameterServer(
         coordinator.handle, host=run.server["host"], secret=secret, port=run.server["port"],
@@ -327,7 +329,7 @@ def _follow_epochs(model, callbacks, coordinator, history, run, job):
             continue
         model.set_weights(weights)
         if run.pruning is not None:
-            model.set_weights(run.pruning.epoch_end(weights, epoch, coordinator.steps_per_epoch))
+            model.set_weights(run.pruning.epoch_end(weights))
         # Callbacks that save the model (ModelCheckpoint) get the optimizer's state too.
         restore_optimizer(model, coordinator.optimizer_state)
         if run.progress is not None:

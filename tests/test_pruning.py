@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -13,8 +14,8 @@ from helpers import dense_classifier
 from sparkeras.pruning import DNS, magnitude, report, strip
 from sparkeras.pruning.masks import (
     draws_update,
-    epoch_draw,
     polynomial_sparsity,
+    round_draw,
     thresholds,
     update_mask,
     update_probability,
@@ -52,7 +53,7 @@ def test_update_probability_and_iter_stop():
     assert draws_update(0.49, 10_000, 1e-4, 1.0, iter_stop=20_000)
     assert not draws_update(0.51, 10_000, 1e-4, 1.0, iter_stop=20_000)
     assert not draws_update(0.0, 20_000, 1e-4, 1.0, iter_stop=20_000)
-    assert epoch_draw(3, 7) == epoch_draw(3, 7) != epoch_draw(3, 8)
+    assert round_draw(3, 7) == round_draw(3, 7) != round_draw(3, 8)
 
 
 def test_polynomial_schedule():
@@ -328,3 +329,97 @@ def test_keras_estimator_prunes(spark, digits_frames):
     assert report(fitted.getModel())["compression"] > 2
     with pytest.raises(ValueError, match="Pruning needs mode='synchronous'"):
         KerasEstimator(model=dense_classifier(), mode="hogwild", pruning=DNS()).fit(frame)
+
+
+class _KillWorkerMidEpoch(keras.callbacks.Callback):
+    """Kills worker 1's Python process at the first progress report inside epoch 2 or later."""
+
+    def __init__(self, spark_model, steps_per_epoch):
+        super().__init__()
+        self.spark_model = spark_model
+        self.steps_per_epoch = steps_per_epoch
+        self.epoch = None
+        self.killed = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.epoch >= 1 and self.killed is None and batch + 1 < self.steps_per_epoch:
+            self.killed = self.spark_model.workers[1]["pid"]
+            os.kill(self.killed, signal.SIGKILL)
+
+
+def test_a_relaunched_fit_keeps_the_masks_and_the_schedule(spark, digits_frames, tmp_path,
+                                                             monkeypatch, caplog):
+    import logging
+
+    from sparkeras import SparkModel, progress
+
+    monkeypatch.setattr(progress, "REPORT_INTERVAL_S", 0.05)
+    monkeypatch.setenv("SPARKERAS_PRUNING_RECORD", str(tmp_path))
+    train_df, test_df = digits_frames
+    train = train_df.repartition(2).cache()
+    rows = train.rdd.glom().map(len).collect()
+    steps = -(-max(rows) // 32)  # frequency=1: one round per step, rounds set by the larger
+    pruning = DNS(c_rate=1.0)
+    sm = SparkModel(dense_classifier(), num_workers=2, frequency=1, pruning=pruning)
+    killer = _KillWorkerMidEpoch(sm, steps)
+    with caplog.at_level(logging.WARNING, logger="sparkeras"):
+        sm.fit(train, epochs=4, batch_size=32, verbose=0, callbacks=[killer])
+    assert killer.killed is not None, "no progress report arrived within epochs 2 to 4"
+    assert any("Relaunching; resuming at epoch" in r.getMessage() for r in caplog.records)
+    assert all(row["launch"] >= 1 and row["pid"] != killer.killed
+               for row in sm.training_summary)
+    # Every epoch's masks agree on both workers (the relaunched ones from their epoch on) ...
+    for epoch in range(4):
+        records = _records(str(tmp_path), epoch)
+        assert len(records) == 2, (epoch, sorted(os.listdir(tmp_path)))
+        first, second = records.values()
+        for name in first.files:
+            np.testing.assert_array_equal(first[name], second[name])
+    # ... and with the driver's, whose model holds W * T.
+    weights = sm.model.get_weights()
+    for i, ((index, _, _), mask) in enumerate(zip(pruning.surgery.kernels,
+                                                  pruning.surgery.masks, strict=True)):
+        np.testing.assert_array_equal(mask, first[f"arr_{i}"])
+        assert np.array_equal(weights[index] != 0, mask.astype(bool))
+    # The schedule went on from the last completed round: one position per step, none twice.
+    assert pruning.surgery.iteration == 4 * steps
+    assert report(sm.model)["compression"] > 2
+    assert sm.evaluate(test_df)["accuracy"] > 0.3
+
+
+def test_two_devices_per_task_prune_with_the_same_masks(tmp_path):
+    import pyspark
+
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3",
+           "SPARK_HOME": os.path.dirname(pyspark.__file__), "SPARK_LOCAL_IP": "127.0.0.1",
+           "PYSPARK_PYTHON": sys.executable, "SPARKERAS_PRUNING_RECORD": str(tmp_path),
+           "PYTHONPATH": os.pathsep.join(filter(None, [os.path.dirname(HERE), HERE,
+                                                       os.environ.get("PYTHONPATH")]))}
+    env.pop("XLA_FLAGS", None)
+    path = tmp_path / "result.json"
+    child = subprocess.Popen([sys.executable, os.path.join(HERE, "pruning_child.py"),
+                              "multidevice", str(path)], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output, _ = child.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)  # its Spark JVM goes with it
+        output, _ = child.communicate()
+    assert child.returncode == 0, output[-4000:]
+    result = json.loads(path.read_text())
+    assert [row["devices"] for row in result["summary"]] == [["cpu:0", "cpu:1"]] * 2
+    for epoch in range(2):
+        records = _records(str(tmp_path), epoch)
+        assert len(records) == 2, sorted(os.listdir(tmp_path))
+        first, second = records.values()
+        for name in first.files:
+            np.testing.assert_array_equal(first[name], second[name])
+    driver = np.load(tmp_path / "driver-masks.npz")
+    for name in driver.files:
+        np.testing.assert_array_equal(driver[name], first[name])
+    assert result["masked_exactly"]
+    assert result["compression"] > 2
+    assert result["accuracy"] > 0.3

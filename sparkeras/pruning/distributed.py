@@ -1,16 +1,18 @@
 """Dynamic Network Surgery in a distributed fit: the driver's side.
 
-Driver-side module. The masks change only at the end of an epoch, computed
-from the global (averaged) dense weights by `Surgery.update` with a draw
-seeded by the fit's seed and the epoch (`masks.epoch_draw`): the driver and
-every worker (`sparkeras.worker.pruning`) compute the same masks from the same
-numbers, so no mask travels during training. Within an epoch every replica
-trains with those masks, keeping and exchanging its dense weights (masked
-entries included: splicing survives the averaging). The driver's model ends
-with the global dense weights times the global masks.
+Driver-side module. The masks change at every exchange: after each
+synchronous round the coordinator hands the global (averaged) dense weights
+to `DriverPruning.round_end`, and every worker (`sparkeras.worker.pruning`)
+does the same with the identical average it received, by
+`Surgery.after_round`: the same rule, the same draw (seeded by the DNS seed
+and the global round number), the same schedule position. So the driver and
+the workers agree on the masks without sending them. Between exchanges every
+replica trains with those masks, keeping and exchanging its dense weights
+(masked entries included: splicing survives the averaging). The driver's
+model ends with the global dense weights times the global masks.
 
-The masks of the current epoch travel to the workers in the task's plan
-(`TrainPlan.pruning`, a dict the driver updates after each epoch; a
+The masks after the last completed round travel to the workers in the task's
+plan (`TrainPlan.pruning`, a dict the driver updates after every round; a
 relaunched job pickles it afresh), and into checkpoints.
 
 Diagnostic: with the environment variable `SPARKERAS_PRUNING_RECORD` set to
@@ -22,7 +24,7 @@ import os
 
 import numpy as np
 
-from sparkeras.pruning.masks import epoch_draw, prunable_kernels
+from sparkeras.pruning.masks import prunable_kernels
 from sparkeras.pruning.surgery import Surgery
 
 
@@ -70,9 +72,8 @@ class DriverPruning:
         if saved is not None:
             info, arrays = saved
             surgery = Surgery.from_plain(info, arrays)
-            epoch = resume_state["epochs_done"]
         elif pruning.surgery is not None and pruning.surgery.kernels == kernels:
-            surgery, epoch = pruning.surgery, 0
+            surgery = pruning.surgery
             weights = model.get_weights()
             for (index, _, _), mask, dense in zip(kernels, surgery.masks, pruning.dense,
                                                   strict=True):
@@ -80,24 +81,27 @@ class DriverPruning:
             model.set_weights(weights)
         else:
             weights = (resume_state or {}).get("weights") or model.get_weights()
-            surgery, epoch = Surgery(pruning.get_config(), kernels), 0
+            surgery = Surgery(pruning.get_config(), kernels)
             surgery.start(weights)
             surgery.update(weights, 0.0, surgery.iteration)
         self.surgery = surgery
         info, masks = surgery.to_plain()
-        self.plan = {"info": info, "masks": masks, "epoch": epoch,
+        # `round`: the global round these masks apply to; None until the first completes.
+        self.plan = {"info": info, "masks": masks, "round": None,
                      "record_dir": os.environ.get("SPARKERAS_PRUNING_RECORD")}
 
-    def epoch_end(self, weights, epoch, steps_per_epoch):
-        """Updates the masks after `epoch` from the global dense `weights`.
+    def round_end(self, round_id, weights, steps_per_round):
+        """Updates the masks after global round `round_id` from its averaged `weights`.
 
-        Returns the weights the driver's model shows: `weights` masked.
+        The coordinator calls it (a server thread) once per completed round,
+        before any worker gets the average: the workers make the same update.
         """
-        iteration = (epoch + 1) * steps_per_epoch
-        self.surgery.update(weights, epoch_draw(self.surgery.config["seed"], epoch), iteration)
-        self.surgery.iteration = iteration
+        self.surgery.after_round(weights, round_id, steps_per_round)
         info, masks = self.surgery.to_plain()
-        self.plan.update(info=info, masks=masks, epoch=epoch + 1)
+        self.plan.update(info=info, masks=masks, round=round_id + 1)
+
+    def epoch_end(self, weights):
+        """The weights the driver's model shows after an epoch: the global `weights` masked."""
         return self.surgery.apply(weights)
 
     def state(self):

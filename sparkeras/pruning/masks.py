@@ -61,13 +61,17 @@ def draws_update(draw, iteration, gamma, power, iter_stop):
     return iteration < iter_stop and draw < update_probability(iteration, gamma, power)
 
 
-def epoch_draw(seed, epoch):
-    """The uniform draw that decides a distributed fit's mask update after `epoch`.
+def round_draw(seed, round_id):
+    """The uniform draw that decides a distributed fit's mask update after a round.
 
-    Seeded by the fit's seed and the epoch only, so the driver and every
-    worker draw the same number without talking.
+    Seeded by the DNS seed and the fit's global round number only, so the
+    driver and every worker draw the same number without talking.
+
+    Example:
+    >>> round_draw(0, 7) == round_draw(0, 7) != round_draw(0, 8)
+    True
     """
-    return float(np.random.default_rng([int(seed), int(epoch), 0x444E53]).random())
+    return float(np.random.default_rng([int(seed), int(round_id), 0x444E53]).random())
 
 
 def polynomial_sparsity(step, final_sparsity, begin_step, end_step, exponent=3):

@@ -9,7 +9,7 @@ import logging
 
 import numpy as np
 
-from sparkeras.pruning.masks import draws_update, thresholds, update_mask
+from sparkeras.pruning.masks import draws_update, round_draw, thresholds, update_mask
 
 
 class Surgery:
@@ -64,6 +64,20 @@ class Surgery:
                                                    strict=True)
         ]
         return True
+
+    def after_round(self, weights, round_id, steps_per_round):
+        """The mask update of a distributed fit after global round `round_id`.
+
+        `weights` are the global (averaged) dense weights every replica got
+        from that round's exchange; the draw is seeded by the round, and the
+        schedule's position becomes `(round_id + 1) * steps_per_round` (one
+        replica's steps), so the driver and every worker compute the same
+        masks. Returns whether the masks were updated.
+        """
+        iteration = (round_id + 1) * steps_per_round
+        updated = self.update(weights, round_draw(self.config["seed"], round_id), iteration)
+        self.iteration = iteration
+        return updated
 
     def apply(self, weights):
         """A copy of `weights` with each pruned kernel multiplied by its mask."""

@@ -86,6 +86,9 @@ class TrainingCoordinator:
         self.progress = ProgressTracker(self.events)
         self._stop_requested = False
         self._stop_round = None
+        # Synchronous: called as on_round(round_id, global weights, steps_per_round) once per
+        # completed round, before any worker gets the average (pruning masks follow it).
+        self.on_round = None
         self._handlers = {
             "start": self._start,
             "crashed": self._crashed,
@@ -207,6 +210,9 @@ class TrainingCoordinator:
         with self._lock:
             if sum(samples for _, samples in weighted.values()) > 0:
                 self._weights = weighted_average(weighted)
+            if self.on_round is not None:
+                round_id = max(round_id for round_id, _, _, _ in contributions.values())
+                self.on_round(round_id, self._weights, self._steps_per_round)
             for round_id, _, samples, sums in contributions.values():
                 self._add_sums(round_id // self._rounds_per_epoch, samples, sums)
             return [w.copy() for w in self._weights]

@@ -4,14 +4,13 @@ Executor-side module. The replica computes with `W * T`: its kernels hold the
 masked weights while it trains, and the dense `W` lives beside them; after
 each batch the optimizer's step is added to `W` (splicing). Before an
 exchange the kernels get `W` back, so the replicas average dense weights;
-after it they are masked again. At an epoch's end the masks are updated from
-the global weights exactly as the driver does (`sparkeras.pruning.distributed`).
+after it the masks are updated from the global weights exactly as the driver
+does (`sparkeras.pruning.distributed`), and the kernels masked again.
 """
 
 import numpy as np
 
 from sparkeras.pruning.kernels import read_kernels, splice, sync_model, write_masked
-from sparkeras.pruning.masks import epoch_draw
 from sparkeras.pruning.surgery import Surgery
 
 
@@ -25,7 +24,7 @@ class NoPruning:
     def before_exchange(self, model):
         """Nothing to do."""
 
-    def after_exchange(self, model):
+    def after_exchange(self, model, round_id):
         """Nothing to do."""
 
     def epoch_end(self, model, epoch):
@@ -37,25 +36,26 @@ class WorkerPruning(NoPruning):
 
     Args:
         plan: `TrainPlan.pruning`: `info` and `masks` of the `Surgery` and
-            `epoch`, the first epoch they apply to.
+            `round`, the global round they apply to (None: the fit's first).
         model: The replica's model, holding the global dense weights.
         start: The `register` reply (resume epoch, rounds and steps).
         worker_id: This task's partition, named in the mask records.
 
     Raises:
-        RuntimeError: the masks of the plan are not those of the epoch the
+        RuntimeError: the masks of the plan are not those of the round the
             fit resumes at (a relaunch raced the driver's update: the next
             launch gets the current ones).
     """
 
     def __init__(self, plan, model, start, worker_id):
-        if plan["epoch"] != start["epoch"]:
+        resume_round = start["epoch"] * start["rounds_per_epoch"] + start["round"]
+        if plan["round"] is not None and plan["round"] != resume_round:
             raise RuntimeError(
-                f"The pruning masks in the task's plan are those of epoch {plan['epoch']}, but "
-                f"the fit resumes at epoch {start['epoch']}; the job is launched again."
+                f"The pruning masks in the task's plan are those of round {plan['round']}, but "
+                f"the fit resumes at round {resume_round}; the job is launched again."
             )
         self.surgery = Surgery.from_plain(plan["info"], plan["masks"])
-        self._steps_per_epoch = start["rounds_per_epoch"] * start["steps_per_round"]
+        self._steps_per_round = start["steps_per_round"]
         self._model = model
         self._record = (plan.get("record_dir"), worker_id)
         self._variables = [model.weights[index] for index, _, _ in self.surgery.kernels]
@@ -82,23 +82,19 @@ class WorkerPruning(NoPruning):
         for variable, dense in zip(self._variables, self.dense, strict=True):
             variable.assign(dense)
 
-    def after_exchange(self, model):
-        """Takes the global dense weights; masks the kernels again."""
+    def after_exchange(self, model, round_id):
+        """Takes the global dense weights, updates the masks as the driver does; masks again."""
         self.dense = read_kernels(self._variables)
+        weights = {index: dense for (index, _, _), dense in zip(self.surgery.kernels, self.dense,
+                                                                strict=True)}
+        self.surgery.after_round(weights, round_id, self._steps_per_round)
         self._write_masked()
 
     def epoch_end(self, model, epoch):
-        """Updates the masks from the global dense weights, as the driver does."""
-        surgery = self.surgery
-        iteration = (epoch + 1) * self._steps_per_epoch
-        weights = {index: dense for (index, _, _), dense in zip(surgery.kernels, self.dense,
-                                                                strict=True)}
-        surgery.update(weights, epoch_draw(surgery.config["seed"], epoch), iteration)
-        surgery.iteration = iteration
-        self._write_masked()
+        """Records the masks when `SPARKERAS_PRUNING_RECORD` named a folder."""
         folder, worker_id = self._record
         if folder:
-            np.savez(f"{folder}/masks-worker{worker_id}-epoch{epoch}.npz", *surgery.masks)
+            np.savez(f"{folder}/masks-worker{worker_id}-epoch{epoch}.npz", *self.surgery.masks)
 
     def _write_masked(self):
         write_masked(self._variables, self.dense, self.surgery.masks)

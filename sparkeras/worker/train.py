@@ -121,7 +121,7 @@ def _run_epochs(plan, replica, exchange, client, worker, validate, start, report
             pruner.before_exchange(replica.model)
             stop = exchange.after_round(replica.model, epoch * rounds + round_index, samples,
                                         sums)
-            pruner.after_exchange(replica.model)
+            pruner.after_exchange(replica.model, epoch * rounds + round_index)
             seen += samples
             if reporter is not None:
                 reporter.round_done(samples, sums)
