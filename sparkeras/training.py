@@ -268,17 +268,33 @@ def _resume(model, history, state):
 
 
 def _follow_epochs(model, callbacks, coordinator, history, run):
-    """Runs callbacks for each global epoch end until the job reports done."""
+    """Runs callbacks for each global epoch end until the job reports done.
+
+    A progress event goes to the display (`run.progress`) and, with
+    `run.batch_hooks`, to the callbacks' `on_train_batch_end(step, global
+    running logs)`, once per (epoch, steps); when a callback then sets
+    `model.stop_training`, the workers are told to stop within the epoch.
+    """
     from sparkeras.checkpoint import save_checkpoint
-    from sparkeras.progress import handle_event
+    from sparkeras.progress import show_worker_warning
     from sparkeras.worker.optimizer_state import restore_optimizer
 
+    last_batch_hook = None
     while True:
         kind, epoch, logs, weights = coordinator.events.get()
         if kind == "job_done":
             return
-        if kind in ("progress", "warning"):
-            handle_event(kind, epoch, logs, model, callbacks, coordinator, run)
+        if kind == "warning":
+            show_worker_warning(logs)
+            continue
+        if kind == "progress":
+            if run.progress is not None:
+                run.progress.update(epoch, logs)
+            if run.batch_hooks and logs["steps"] > 0 and (epoch, logs["steps"]) != last_batch_hook:
+                last_batch_hook = (epoch, logs["steps"])
+                callbacks.on_train_batch_end(logs["steps"] - 1, dict(logs["logs"]))
+                if model.stop_training:
+                    coordinator.request_stop()
             continue
         if kind != "epoch_end":
             continue

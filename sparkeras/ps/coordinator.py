@@ -16,13 +16,13 @@ import math
 import queue
 import threading
 
-from sparkeras.progress import ProgressTracker, check_metric_sums
 from sparkeras.ps.aggregation import (
     AsyncStore,
     RoundBarrier,
     check_same_structure,
     weighted_average,
 )
+from sparkeras.ps.progress_reports import ProgressTracker, check_count, check_metric_sums
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class TrainingCoordinator:
 
     def _register(self, header, tensors):
         self._worker("register", header)
-        _count("register", header, "batches")
+        check_count("register", header, "batches")
         self.workers[header["worker"]] = dict(header, launch=self.launch)
         self.progress.set_batches(header["worker"], header["batches"])
         plan = self._registration.contribute(0, header["worker"], header["batches"])
@@ -153,7 +153,7 @@ class TrainingCoordinator:
 
     def _push(self, header, tensors):
         self._check_exchange("push", header)
-        _count("push", header, "base_version")
+        check_count("push", header, "base_version")
         epoch = self._resume_point()[0]
         if header["round"] // self._rounds_per_epoch != epoch:
             raise ValueError(
@@ -183,9 +183,9 @@ class TrainingCoordinator:
         self._worker("epoch_end", header)
         self._current_launch("epoch_end", header)
         for name in ("epoch", "samples"):
-            _count("epoch_end", header, name)
+            check_count("epoch_end", header, name)
         if "validation_samples" in header:
-            _count("epoch_end", header, "validation_samples")
+            check_count("epoch_end", header, "validation_samples")
         check_metric_sums("epoch_end", header, "validation_sums")
         self.progress.take_warnings(header)
         return self._epochs.contribute(header["epoch"], header["worker"], (header, tensors)), []
@@ -228,11 +228,11 @@ class TrainingCoordinator:
 
     def _worker(self, op, header):
         """The request's worker id, an int from 0 to num_workers - 1."""
-        return _count(op, header, "worker", high=self.num_workers - 1)
+        return check_count(op, header, "worker", high=self.num_workers - 1)
 
     def _current_launch(self, op, header):
         """Refuses a request from a launch of the training job that was replaced."""
-        launch = _count(op, header, "launch")
+        launch = check_count(op, header, "launch")
         if launch != self.launch:
             raise ValueError(
                 f"Worker {header['worker']}'s {op!r} comes from launch {launch} of the training "
@@ -255,8 +255,8 @@ class TrainingCoordinator:
             )
         worker = self._worker(op, header)
         self._current_launch(op, header)
-        _count(op, header, "round")
-        _count(op, header, "samples")
+        check_count(op, header, "round")
+        check_count(op, header, "samples")
         check_metric_sums(op, header, "sums")
         return worker
 
@@ -322,22 +322,6 @@ class TrainingCoordinator:
                 barrier.abort(reason)
         self._decisions.put(RuntimeError(reason))
         self.events.put(("aborted", None, {"reason": reason}, None))
-
-
-def _count(op, header, name, high=None):
-    """`header[name]` if it is an int from 0 (to `high`), else ValueError naming it."""
-    value = header.get(name)
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or value < 0
-        or (high is not None and value > high)
-    ):
-        bound = "of 0 or more" if high is None else f"from 0 to {high}"
-        raise ValueError(
-            f"A {op!r} request needs {name}, an int {bound}. Received: {name}={value!r:.100}."
-        )
-    return value
 
 
 def _global_logs(reports, count_key, sums_key, prefix):
