@@ -105,10 +105,10 @@ class SparkModel:
         """
         import keras
 
+        from sparkeras.common.plan import SPLIT_COLUMN
         from sparkeras.data import projection
         from sparkeras.pruning.distributed import DriverPruning
         from sparkeras.training import FitRun, run_fit
-        from sparkeras.worker.plan import SPLIT_COLUMN
 
         _check_frame("df", df)
         options.check_positive_int("epochs", epochs)
@@ -263,7 +263,7 @@ class SparkModel:
         Example:
         >>> sm = SparkModel.load("m.keras", mode="synchronous")
         """
-        from sparkeras.worker.model_io import load_model_file
+        from sparkeras.common.model_io import load_model_file
 
         model = load_model_file(path, custom_objects)
         return cls(model, custom_objects=custom_objects, **kwargs)

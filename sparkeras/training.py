@@ -155,12 +155,12 @@ def run_fit(model, frame, callbacks, history, run):
         history: The `keras.callbacks.History` inside `callbacks`.
         run: A `FitRun`.
     """
+    from sparkeras.common.model_io import model_to_bytes
+    from sparkeras.common.optimizer_state import restore_optimizer
+    from sparkeras.common.plan import ServerAddress, TrainPlan
     from sparkeras.data import DataContentError
     from sparkeras.ps import ParameterServer
     from sparkeras.ps.coordinator import TrainingCoordinator
-    from sparkeras.worker.model_io import model_to_bytes
-    from sparkeras.worker.optimizer_state import restore_optimizer
-    from sparkeras.worker.plan import ServerAddress, TrainPlan
     from sparkeras.worker.train import SUMMARY_DDL, make_train_task
 
     spark = frame.sparkSession
@@ -239,8 +239,8 @@ def _max_message_bytes(model):
     or the optimizer state (`epoch_end`); an optimizer not built yet is
     bounded by `_OPTIMIZER_SLOTS` copies of the trainable weights.
     """
+    from sparkeras.common.optimizer_state import optimizer_arrays
     from sparkeras.ps.codec import ALIGNMENT, DEFAULT_MAX_HEADER_BYTES, FRAME_OVERHEAD
-    from sparkeras.worker.optimizer_state import optimizer_arrays
 
     def payload(sizes):
         return sum(sizes) + ALIGNMENT * len(sizes)
@@ -256,7 +256,7 @@ def _max_message_bytes(model):
 
 def _resume(model, history, state):
     """Loads a checkpoint's state into `model` and `history`; returns its epoch."""
-    from sparkeras.worker.optimizer_state import restore_optimizer
+    from sparkeras.common.optimizer_state import restore_optimizer
 
     if state is None:
         return 0
@@ -276,8 +276,8 @@ def _follow_epochs(model, callbacks, coordinator, history, run):
     `model.stop_training`, the workers are told to stop within the epoch.
     """
     from sparkeras.checkpoint import save_checkpoint
+    from sparkeras.common.optimizer_state import restore_optimizer
     from sparkeras.progress import show_worker_warning
-    from sparkeras.worker.optimizer_state import restore_optimizer
 
     last_batch_hook = None
     while True:

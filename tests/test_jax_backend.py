@@ -86,7 +86,7 @@ def test_spark_fit_here_loads_and_resumes_under_the_other_backend(spark, tmp_pat
 def test_weights_and_optimizer_state_leave_a_process_as_numpy():
     from backend_child import model_and_data
 
-    from sparkeras.worker.optimizer_state import optimizer_arrays
+    from sparkeras.common.optimizer_state import optimizer_arrays
 
     model, x, y = model_and_data()
     model.fit(x, y, batch_size=32, epochs=1, verbose=0)
