@@ -19,9 +19,11 @@ import threading
 from sparkeras.ps.aggregation import (
     AsyncStore,
     RoundBarrier,
+    Staleness,
     check_same_structure,
     weighted_average,
 )
+from sparkeras.ps.events import EpochEnd
 from sparkeras.ps.progress_reports import ProgressTracker, check_count, check_metric_sums
 
 logger = logging.getLogger(__name__)
@@ -39,13 +41,13 @@ class TrainingCoordinator:
             None to leave theirs alone.
         start_epoch: First epoch to train (a resumed fit's next epoch).
         optimizer_state: Optimizer variables to resume from, or None.
-        staleness: Asynchronous modes: `AsyncStore` keyword options
-            (`damping`, `max_staleness`).
+        staleness: Asynchronous modes: a `Staleness` for the `AsyncStore`;
+            None is `Staleness()`.
 
     Example:
     >>> coordinator = TrainingCoordinator(2, model.get_weights(), "synchronous")
     >>> server = ParameterServer(coordinator.handle, host="127.0.0.1", secret=secret)
-    >>> kind, epoch, logs, weights = coordinator.events.get()
+    >>> event = coordinator.events.get()  # a Progress, WarningReport or EpochEnd
     """
 
     def __init__(self, num_workers, initial_weights, mode, steps_per_round=None,
@@ -68,8 +70,10 @@ class TrainingCoordinator:
         self._registration = RoundBarrier(num_workers, self._agree_on_rounds)
         self._rounds = None
         self._epochs = RoundBarrier(num_workers, self._end_epoch, start_round=start_epoch)
+        staleness = staleness or Staleness()
         self._store = (
-            AsyncStore(initial_weights, lock=(mode == "asynchronous"), **(staleness or {}))
+            AsyncStore(initial_weights, lock=(mode == "asynchronous"), damping=staleness.damping,
+                       max_staleness=staleness.max_staleness)
             if mode != "synchronous"
             else None
         )
@@ -202,7 +206,7 @@ class TrainingCoordinator:
         if state:
             self.optimizer_state = weighted_average(state)
         self.progress.epoch_done(epoch, headers, logs)
-        self.events.put(("epoch_end", epoch, logs, self.global_weights))
+        self.events.put(EpochEnd(epoch, logs, self.global_weights))
         decision = self._decisions.get()
         if isinstance(decision, BaseException):
             raise decision
@@ -321,7 +325,6 @@ class TrainingCoordinator:
             if barrier is not None:
                 barrier.abort(reason)
         self._decisions.put(RuntimeError(reason))
-        self.events.put(("aborted", None, {"reason": reason}, None))
 
 
 def _global_logs(reports, count_key, sums_key, prefix):

@@ -4,8 +4,8 @@ Driver-side module (the parameter server's threads), except `warning_key`,
 which is neutral: the executors' `sparkeras.worker.progress` and this module
 use it to tell warnings apart alike. Workers send small `progress` reports
 (steps, samples, metric sums so far in the epoch); `ProgressTracker` checks
-them, sums them over the workers and queues a ("progress", epoch, info, None)
-event for the driver's main thread. It also queues each distinct worker
+them, sums them over the workers and queues a `Progress` event for the
+driver's main thread. It also queues each distinct worker
 warning once. The `check_*` functions refuse a malformed request header
 before anything counts it (a buggy or hostile peer knows the secret too).
 
@@ -17,6 +17,8 @@ Example:
 
 import re
 import threading
+
+from sparkeras.ps.events import Progress, WarningReport
 
 __all__ = [
     "ProgressTracker",
@@ -87,7 +89,7 @@ class ProgressTracker:
                 if r["epoch"] == header["epoch"] and r.get("launch") == launch
             ]
             info = self._info(reports)
-        self._events.put(("progress", header["epoch"], info, None))
+        self._events.put(Progress(header["epoch"], info))
 
     def epoch_done(self, epoch, headers, logs):
         """Queues the final progress event of `epoch` from the workers' epoch-end reports."""
@@ -103,7 +105,7 @@ class ProgressTracker:
             self._reports = {w: r for w, r in self._reports.items() if r["epoch"] > epoch}
             info = self._info(reports)
         info.update(final=True, logs={k: v for k, v in logs.items() if not k.startswith("val_")})
-        self._events.put(("progress", epoch, info, None))
+        self._events.put(Progress(epoch, info))
 
     def take_warnings(self, header):
         """Queues each warning of a request not seen before in this fit."""
@@ -113,7 +115,7 @@ class ProgressTracker:
                 if key in self._warned or len(self._warned) >= _MAX_WARNINGS:
                     continue
                 self._warned.add(key)
-            self._events.put(("warning", None, dict(item, worker=header.get("worker")), None))
+            self._events.put(WarningReport(dict(item, worker=header.get("worker"))))
 
     def _info(self, reports):
         steps = sum(r["steps"] for r in reports)
