@@ -14,11 +14,12 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import REPO_DIR, TESTS_DIR
 
 pytest.importorskip("jax", reason='backend neutrality needs JAX: pip install -e ".[jax]"')
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_REPO = os.path.dirname(_HERE)
+_HERE = TESTS_DIR  # the *_child.py scripts
+_REPO = REPO_DIR
 
 
 def _backends():

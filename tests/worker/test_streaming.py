@@ -112,10 +112,9 @@ def _wait_for_no_spill_files(spark, timeout_s=60):
 
 
 @pytest.fixture(scope="module")
-def digits(spark):
-    from sparkeras.demo import digits_frames
-
-    train, test = digits_frames(spark)
+def two_partitions(digits):
+    """The digits training frame in 2 partitions, and the test frame."""
+    train, test = digits
     return train.repartition(2).cache(), test
 
 
@@ -132,8 +131,8 @@ def _fit(frame, data, validation=None, frequency="epoch", epochs=8, buffer=256, 
 
 
 @pytest.mark.spark
-def test_stream_accuracy_matches_memory_and_cleans_up(spark, digits):
-    train, test = digits
+def test_stream_accuracy_matches_memory_and_cleans_up(spark, two_partitions):
+    train, test = two_partitions
     x_test, y_test = digits_arrays(test)
     accuracy = {}
     for data in ("memory", "stream"):
@@ -151,8 +150,8 @@ def test_stream_accuracy_matches_memory_and_cleans_up(spark, digits):
 
 
 @pytest.mark.spark
-def test_stream_with_validation_and_batch_frequency(spark, digits):
-    train, test = digits
+def test_stream_with_validation_and_batch_frequency(spark, two_partitions):
+    train, test = two_partitions
     spark_model, history = _fit(train, "stream", validation=test, frequency="batch", epochs=2)
     assert len(history.history["val_accuracy"]) == 2
     assert history.history["val_accuracy"][-1] > 0.8

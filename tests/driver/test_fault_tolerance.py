@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import dense_classifier
+from helpers import TESTS_DIR, dense_classifier
 
 pytestmark = pytest.mark.spark
 
@@ -122,7 +122,7 @@ print("TRAINED", sum(row["epochs_trained"] for row in sm.training_summary) // 2,
 
 def _driver(checkpoint_dir, action):
     env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", TF_CPP_MIN_LOG_LEVEL="3")
-    tests = os.path.dirname(__file__)
+    tests = TESTS_DIR
     return subprocess.Popen(
         [sys.executable, "-c", _DRIVER_SCRIPT, checkpoint_dir, action, tests],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
