@@ -61,7 +61,9 @@ def check_verbose(verbose):
 
 
 def show_worker_warning(item):
-    """Shows a worker's warning (a "warning" event's payload) once, as a `WorkerWarning`.
+    """Shows a worker's warning (a `WarningReport` event's item) as a `WorkerWarning`.
+
+    The parameter server passes on each distinct warning once per fit.
 
     Example:
     >>> show_worker_warning({"category": "UserWarning", "message": "slow input", "worker": 1})
