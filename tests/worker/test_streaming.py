@@ -7,9 +7,9 @@ import pathlib
 import numpy as np
 import pyarrow as pa
 import pytest
+from faults import FEATURES, KillWorkerMidEpoch
 from helpers import dense_classifier, digits_arrays
 from ps_helpers import wait_for
-from test_fault_tolerance import FEATURES, _KillWorkerMidEpoch
 
 from sparkeras.data.spec import DataSpec, FieldSpec
 from sparkeras.worker.input_stream import (
@@ -239,7 +239,7 @@ def test_killed_streaming_worker_is_relaunched(spark, caplog, monkeypatch):
     ).cache()
     spark_model = SparkModel(dense_classifier(inputs=FEATURES), num_workers=2,
                              config=TrainingConfig(data="stream", shuffle_buffer=1000))
-    killer = _KillWorkerMidEpoch(spark_model, steps_per_epoch=rows // 2 // batch)
+    killer = KillWorkerMidEpoch(spark_model, steps_per_epoch=rows // 2 // batch)
     with caplog.at_level(logging.WARNING, logger="sparkeras"):
         history = spark_model.fit(frame, epochs=3, batch_size=batch,
                                   callbacks=[killer.callback], verbose=0)
