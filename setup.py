@@ -37,7 +37,7 @@ setup(
             "nbformat>=5.9",
             "ipykernel>=6",
             "ipywidgets>=8",
-            "pillow>=9",  # tests/test_images_text.py and bench/images.py make PNGs
+            "pillow>=9",  # tests/data/test_images_text.py and bench/images.py make PNGs
         ],
         "jax": ["jax>=0.6"],  # KERAS_BACKEND=jax (CPU; jax[cuda12] for NVIDIA GPUs)
         # Spark Connect sessions (get_spark(remote=...), --remote): gRPC and its protos.

@@ -20,6 +20,8 @@ import uuid
 
 import numpy as np
 
+from sparkeras.uri_files import resolve
+
 _MAGIC = b"SPKCKPT1"
 _FILE_NAME = "state.sparkeras"
 
@@ -32,16 +34,6 @@ class CheckpointError(ValueError):
     """
 
 
-def _filesystem(checkpoint_dir):
-    from pyarrow import fs
-
-    if "://" in str(checkpoint_dir):
-        return fs.FileSystem.from_uri(str(checkpoint_dir))
-    import os
-
-    return fs.LocalFileSystem(), os.path.abspath(checkpoint_dir)
-
-
 def save_checkpoint(checkpoint_dir, epochs_done, weights, optimizer_state, history,
                     pruning=None):
     """Writes the state atomically; returns the checkpoint file's path.
@@ -52,7 +44,7 @@ def save_checkpoint(checkpoint_dir, epochs_done, weights, optimizer_state, histo
     Example:
     >>> save_checkpoint("/tmp/run", 2, model.get_weights(), [], {"loss": [0.9, 0.5]})
     """
-    filesystem, folder = _filesystem(checkpoint_dir)
+    filesystem, folder = resolve(checkpoint_dir)
     filesystem.create_dir(folder, recursive=True)
     arrays = {f"w{i}": w for i, w in enumerate(weights)}
     arrays.update({f"o{i}": o for i, o in enumerate(optimizer_state or [])})
@@ -90,7 +82,7 @@ def load_checkpoint(checkpoint_dir):
     >>> state["epochs_done"]
     2
     """
-    filesystem, folder = _filesystem(checkpoint_dir)
+    filesystem, folder = resolve(checkpoint_dir)
     path = f"{folder}/{_FILE_NAME}"
     try:
         with filesystem.open_input_stream(path) as stream:

@@ -12,6 +12,8 @@ import re
 import sys
 import traceback
 
+from sparkeras.options import MODES
+
 _EPILOG = """examples:
   sparkeras demo --epochs 5
   sparkeras train --data train.parquet --model compiled.keras --output trained.keras \\
@@ -129,7 +131,7 @@ def _parser():
     )
     train.add_argument(
         "--mode",
-        choices=("synchronous", "asynchronous", "hogwild"),
+        choices=MODES,
         default="synchronous",
         help="how workers combine updates (default: synchronous)",
     )

@@ -12,7 +12,7 @@ import uuid
 def _plan(model, spec, batch_size, custom_objects, devices_per_task=None):
     import keras
 
-    from sparkeras.worker.plan import InferencePlan
+    from sparkeras.common.plan import InferencePlan
 
     return InferencePlan(
         model_key=f"model-{uuid.uuid4().hex}",
@@ -25,8 +25,8 @@ def _plan(model, spec, batch_size, custom_objects, devices_per_task=None):
 
 
 def _broadcast(spark, model):
+    from sparkeras.common.model_io import model_to_bytes
     from sparkeras.session_access import ship_bytes
-    from sparkeras.worker.model_io import model_to_bytes
 
     return ship_bytes(spark, model_to_bytes(model), "model")
 

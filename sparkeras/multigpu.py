@@ -103,8 +103,8 @@ def make_parallel(model, devices=None, custom_objects=None):
     """
     import keras
 
+    from sparkeras.common.model_io import model_from_bytes, model_to_bytes
     from sparkeras.worker import parallel
-    from sparkeras.worker.model_io import model_from_bytes, model_to_bytes
 
     backend = keras.backend.backend()
     available = get_available_devices()

@@ -16,7 +16,7 @@ training partitions, so the training rows are never reshuffled for it.
 """
 
 from sparkeras import session_access
-from sparkeras.worker.plan import SPLIT_COLUMN
+from sparkeras.common.plan import SPLIT_COLUMN
 
 
 def worker_frame(training, num_workers, validation=None):

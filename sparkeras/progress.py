@@ -1,19 +1,14 @@
-"""Live, global progress of a fit on the driver, and the workers' warnings.
+"""Shows a fit's live, global progress on the driver, and the workers' warnings.
 
-Driver-side module, in three parts:
-
-- `ProgressTracker` lives in the parameter server's coordinator. Workers send
-  small `progress` reports (steps, samples, metric sums so far in the epoch)
-  at most every `REPORT_INTERVAL_S` seconds; the tracker sums them over the
-  workers and queues a ("progress", epoch, info, None) event for the
-  driver's main thread. It also queues each distinct worker warning once.
-- `FitProgress` shows those events as Keras users expect from `verbose`:
-  1, one bar per epoch (a tqdm bar in a terminal, a widget in Jupyter),
-  2, one line per epoch, 0, nothing. While its bar is live it pauses Spark's
-  own console progress bar, which would write over it.
-- `handle_event` runs on the driver's main thread for those events: it
-  updates the display, calls the batch-level hooks of the Keras callbacks
-  with the global running logs, and passes a stop they ask for to the workers.
+Driver-side module, display only. Workers report their progress at most every
+`REPORT_INTERVAL_S` seconds; the parameter server sums the reports
+(`sparkeras.ps.progress_reports`) and the training loop
+(`sparkeras.training`) passes each global progress event to `FitProgress`,
+which shows it as Keras users expect from `verbose`: 1, one bar per epoch (a
+tqdm bar in a terminal, a widget in Jupyter), 2, one line per epoch, 0,
+nothing. While its bar is live it pauses Spark's own console progress bar,
+which would write over it. `show_worker_warning` shows each distinct worker
+warning once, as a `WorkerWarning`.
 
 Example:
 >>> with FitProgress(verbose=1, epochs=5, spark_context=spark.sparkContext) as display:
@@ -24,25 +19,21 @@ Example:
 import contextlib
 import logging
 import math
-import re
 import sys
-import threading
 import warnings
 
 __all__ = [
     "REPORT_INTERVAL_S",
     "FitProgress",
-    "ProgressTracker",
     "WorkerWarning",
-    "check_metric_sums",
     "check_verbose",
+    "show_worker_warning",
 ]
 
 logger = logging.getLogger("sparkeras")
 
 # Seconds between two progress reports of a worker (when someone shows them).
 REPORT_INTERVAL_S = 0.5
-_MAX_WARNINGS = 100
 _BAR_FORMAT = (
     "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
 )
@@ -69,182 +60,14 @@ def check_verbose(verbose):
     return int(verbose)
 
 
-# Coordinator side (server threads) ------------------------------------------
+def show_worker_warning(item):
+    """Shows a worker's warning (a `WarningReport` event's item) as a `WorkerWarning`.
 
-
-class ProgressTracker:
-    """Sums the workers' progress reports into global progress events.
-
-    Args:
-        events: The coordinator's queue read by the driver's main thread.
+    The parameter server passes on each distinct warning once per fit.
 
     Example:
-    >>> tracker = ProgressTracker(coordinator.events)
-    >>> tracker.set_batches(worker=0, batches=40)
-    >>> tracker.report({"worker": 0, "epoch": 0, "steps": 10, "samples": 320, ...}, launch=0)
+    >>> show_worker_warning({"category": "UserWarning", "message": "slow input", "worker": 1})
     """
-
-    def __init__(self, events):
-        self._events = events
-        self._lock = threading.Lock()
-        self._batches = {}
-        self._reports = {}
-        self._warned = set()
-
-    def set_batches(self, worker, batches):
-        """Records a worker's batches per epoch (known at its registration)."""
-        with self._lock:
-            self._batches[worker] = batches
-
-    @property
-    def total_steps(self):
-        """Steps of one epoch summed over the workers."""
-        with self._lock:
-            return sum(self._batches.values())
-
-    def report(self, header, launch):
-        """Takes one worker's `progress` request; queues the global progress event."""
-        self.take_warnings(header)
-        if "epoch" not in header:
-            return
-        _check_progress(header)
-        if header.get("launch") != launch:
-            return  # a task of a replaced launch: its counts no longer hold
-        with self._lock:
-            self._reports[header["worker"]] = header
-            reports = [
-                r
-                for r in self._reports.values()
-                if r["epoch"] == header["epoch"] and r.get("launch") == launch
-            ]
-            info = self._info(reports)
-        self._events.put(("progress", header["epoch"], info, None))
-
-    def epoch_done(self, epoch, headers, logs):
-        """Queues the final progress event of `epoch` from the workers' epoch-end reports."""
-        reports = [
-            {
-                "steps": _number_or_zero(h.get("steps")),
-                "samples": h.get("samples", 0),
-                "seconds": _number_or_zero(h.get("seconds")),
-            }
-            for h in headers
-        ]
-        with self._lock:
-            self._reports = {w: r for w, r in self._reports.items() if r["epoch"] > epoch}
-            info = self._info(reports)
-        info.update(final=True, logs={k: v for k, v in logs.items() if not k.startswith("val_")})
-        self._events.put(("progress", epoch, info, None))
-
-    def take_warnings(self, header):
-        """Queues each warning of a request not seen before in this fit."""
-        items = header.get("warnings") or []
-        if not isinstance(items, list):
-            raise ValueError(f"warnings must be a list. Received: warnings={items!r:.100}.")
-        for item in items[:_MAX_WARNINGS]:
-            if not (
-                isinstance(item, dict)
-                and isinstance(item.get("message"), str)
-                and isinstance(item.get("category"), str)
-            ):
-                raise ValueError(
-                    "Each warning must be a dict of str category and message. "
-                    f"Received: {item!r:.100}."
-                )
-            key = (item["category"], re.sub(r"0x[0-9a-fA-F]+|\d+", "#", item["message"]))
-            with self._lock:
-                if key in self._warned or len(self._warned) >= _MAX_WARNINGS:
-                    continue
-                self._warned.add(key)
-            self._events.put(("warning", None, dict(item, worker=header.get("worker")), None))
-
-    def _info(self, reports):
-        steps = sum(r["steps"] for r in reports)
-        samples = sum(r["samples"] for r in reports)
-        rate = sum(r["samples"] / r["seconds"] for r in reports if r["seconds"] > 0)
-        metric_samples = sum(r.get("metric_samples", 0) for r in reports)
-        names = {name for r in reports for name in r.get("sums", {})}
-        logs = (
-            {
-                name: sum(r.get("sums", {}).get(name, 0.0) for r in reports) / metric_samples
-                for name in sorted(names)
-            }
-            if metric_samples
-            else {}
-        )
-        return {
-            "steps": steps,
-            "total_steps": max(sum(self._batches.values()), steps),
-            "samples": samples,
-            "samples_per_s": rate,
-            "logs": logs,
-            "seconds": max((r["seconds"] for r in reports), default=0.0),
-        }
-
-
-def _number_or_zero(value):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
-    return value if ok else 0
-
-
-def _check_progress(header):
-    for name in ("worker", "epoch", "steps", "samples", "metric_samples"):
-        value = header.get(name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(
-                f"A 'progress' request needs {name}, an int of 0 or more. "
-                f"Received: {name}={value!r:.100}."
-            )
-    seconds = header.get("seconds")
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
-        raise ValueError(
-            f"A 'progress' request needs seconds, a number of 0 or more. "
-            f"Received: seconds={seconds!r:.100}."
-        )
-    check_metric_sums("progress", header, "sums")
-
-
-def check_metric_sums(op, header, name):
-    """Refuses `header[name]` (optional) unless it maps metric names to numbers.
-
-    Example:
-    >>> check_metric_sums("push", {"sums": {"loss": 12.5}}, "sums")
-    """
-    value = header.get(name, {})
-    if not (
-        isinstance(value, dict)
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values())
-    ):
-        raise ValueError(
-            f"A {op!r} request's {name} must map metric names to numbers. "
-            f"Received: {name}={value!r:.100}."
-        )
-
-
-# Driver's main thread ---------------------------------------------------------
-
-
-def handle_event(kind, epoch, info, model, callbacks, coordinator, run):
-    """Handles a "progress" or "warning" event of the coordinator on the main thread.
-
-    Progress goes to the display (`run.progress`) and, if `run.batch_hooks`,
-    to the callbacks' `on_train_batch_end(step, global running logs)`; when a
-    callback then sets `model.stop_training`, the workers are told to stop.
-    """
-    if kind == "warning":
-        _warn(info)
-        return
-    if run.progress is not None:
-        run.progress.update(epoch, info)
-    key = (epoch, info["steps"])
-    if run.batch_hooks and info["steps"] > 0 and key != getattr(run, "_last_batch_hook", None):
-        run._last_batch_hook = key
-        callbacks.on_train_batch_end(info["steps"] - 1, dict(info["logs"]))
-        if model.stop_training:
-            coordinator.request_stop()
-
-
-def _warn(item):
     text = f"{item['category']} on a Spark worker: {item['message']}"
     warnings.warn(text, WorkerWarning, stacklevel=2)
 

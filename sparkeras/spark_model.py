@@ -106,9 +106,11 @@ class SparkModel:
         """
         import keras
 
+        from sparkeras.common.plan import TrainPlan
         from sparkeras.data import projection
         from sparkeras.pruning.distributed import DriverPruning
-        from sparkeras.training import FitRun, run_fit
+        from sparkeras.ps.aggregation import Staleness
+        from sparkeras.training import FitRun, ServerSettings, run_fit
 
         _check_frame("df", df)
         options.check_positive_int("epochs", epochs)
@@ -137,36 +139,34 @@ class SparkModel:
             batch_size=batch_size, mode=self.mode, frequency=self.frequency,
             num_workers=num_workers,
         )
+        batch_hooks = _has_batch_hooks(callbacks)
+        plan = TrainPlan(
+            mode=self.mode, epochs=epochs, batch_size=batch_size, data=spec,
+            backend=keras.backend.backend(), seed=self.config.seed,
+            custom_objects=self.custom_objects, devices_per_task=self.config.devices_per_task,
+            data_mode=self.config.data, shuffle_buffer=self.config.shuffle_buffer,
+            steps_per_round=self._steps,
+            progress_interval_s=(
+                progress.REPORT_INTERVAL_S if verbose or batch_hooks else None
+            ),
+            pruning=pruning and pruning.plan,
+        )
         run = FitRun(
-            plan_values={
-                "mode": self.mode, "epochs": epochs, "batch_size": batch_size, "data": spec,
-                "backend": keras.backend.backend(), "seed": self.config.seed,
-                "custom_objects": self.custom_objects,
-                "devices_per_task": self.config.devices_per_task,
-                "data_mode": self.config.data, "shuffle_buffer": self.config.shuffle_buffer,
-                "steps_per_round": self._steps,
-                "progress_interval_s": (
-                    progress.REPORT_INTERVAL_S if verbose or _has_batch_hooks(callbacks) else None
-                ),
-                "pruning": pruning and pruning.plan,
-            },
-            epochs=epochs, num_workers=num_workers, steps=self._steps,
-            server={
+            plan=plan, num_workers=num_workers,
+            server=ServerSettings(
                 **_server_hosts(spark, self.config.server_host,
                                 self.config.server_advertised_host),
-                "port": self.config.server_port, "tls": self.config.tls,
-            },
+                port=self.config.server_port, tls=self.config.tls,
+            ),
             max_attempts=options.check_positive_int("max_attempts", self.config.max_attempts),
             checkpoint_dir=checkpoint_dir, resume_state=resume_state, workers=self.workers,
             start_timeout_s=self.config.start_timeout_s,
-            staleness={"damping": self.config.staleness_damping,
-                       "max_staleness": self.config.max_staleness},
+            staleness=Staleness(damping=self.config.staleness_damping,
+                                max_staleness=self.config.max_staleness),
+            progress=(progress.FitProgress(verbose, epochs, session_access.spark_context(spark))
+                      if verbose else None),
+            batch_hooks=batch_hooks, pruning=pruning,
         )
-        run.batch_hooks = _has_batch_hooks(callbacks)
-        run.pruning = pruning
-        if verbose:
-            run.progress = progress.FitProgress(verbose, epochs,
-                                                session_access.spark_context(spark))
         self.workers.clear()
         with run.progress or contextlib.nullcontext():
             self.training_summary = run_fit(self._model, frame, callback_list, history, run)
@@ -261,7 +261,7 @@ class SparkModel:
         Example:
         >>> sm = SparkModel.load("m.keras", mode="synchronous")
         """
-        from sparkeras.worker.model_io import load_model_file
+        from sparkeras.common.model_io import load_model_file
 
         model = load_model_file(path, custom_objects)
         return cls(model, custom_objects=custom_objects, **kwargs)

@@ -18,8 +18,11 @@ import logging
 import secrets
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from sparkeras.common.plan import ServerAddress, TrainPlan
+from sparkeras.ps.aggregation import Staleness
+from sparkeras.ps.events import EpochEnd, JobDone, Progress, TaskRetried, WarningReport
 from sparkeras.session_access import cancel_job_group, set_job_group, ship_bytes
 from sparkeras.task_errors import (
     describe_failure,
@@ -34,24 +37,40 @@ logger = logging.getLogger("sparkeras")
 _FITS_IN_TURN = threading.Lock()
 
 
-@dataclass
+@dataclass(frozen=True)
+class ServerSettings:
+    """Where the fit's parameter server listens, and how executors reach it.
+
+    Attributes:
+        host: The address to bind.
+        port: The port to bind; 0 picks a free one.
+        tls: A `sparkeras.ps.TLSConfig`, or None.
+        advertised_host: The address the executors connect to when it
+            differs from `host`, or None.
+    """
+
+    host: str
+    port: int
+    tls: object = None
+    advertised_host: str = None
+
+
+@dataclass(frozen=True)
 class FitRun:
     """What `run_fit` needs besides the model, the data and the callbacks.
 
     Attributes:
-        plan_values: Keyword values for `TrainPlan` other than `server`.
-        epochs: Total epochs of the fit (resumed ones included).
+        plan: The `TrainPlan` of the tasks, without its `server` (added once
+            the parameter server listens).
         num_workers: Number of training tasks.
-        steps: Steps per exchange round, None for once per epoch.
-        server: dict with the parameter server's `host` (to bind), `port`
-            and `tls`, and optionally `advertised_host`, the address the
-            executors connect to when it differs from `host`.
+        server: A `ServerSettings`.
         max_attempts: Launches of the training job before giving up.
         checkpoint_dir: Where to write the state after each epoch, or None.
         resume_state: A loaded checkpoint to continue from, or None.
         workers: dict the coordinator fills, live, with each registered
             worker's identity (host, pid, launch).
-        staleness: `AsyncStore` options for the asynchronous modes.
+        staleness: A `sparkeras.ps.aggregation.Staleness` for the
+            asynchronous modes, or None.
         progress: A `sparkeras.progress.FitProgress` showing live progress,
             or None.
         batch_hooks: Whether the callbacks' `on_train_batch_end` runs on each
@@ -61,16 +80,14 @@ class FitRun:
             the first has.
     """
 
-    plan_values: dict
-    epochs: int
+    plan: TrainPlan
     num_workers: int
-    steps: int
-    server: dict
+    server: ServerSettings
     max_attempts: int
     checkpoint_dir: str = None
     resume_state: dict = None
     workers: dict = None
-    staleness: dict = None
+    staleness: Staleness = None
     progress: object = None
     batch_hooks: bool = False
     pruning: object = None
@@ -108,15 +125,14 @@ class _TrainingJob(threading.Thread):
     def relaunch_now(self, retried):
         """Cancels the running launch because Spark retried one of its tasks.
 
-        `retried` is the coordinator's `task_retried` event logs: worker,
-        attempt, launch, and the exception the failed attempt reported (or
-        None when its process was lost). Stale events are ignored.
+        `retried` is the coordinator's `TaskRetried` event. A stale one (an
+        earlier launch's) or a second one for the same launch is ignored.
         """
-        if retried["launch"] != self._coordinator.launch or self._restart is not None:
+        if retried.launch != self._coordinator.launch or self._restart is not None:
             return
-        reason = (f"Spark retried worker {retried['worker']}'s task (attempt "
-                  f"{retried['attempt'] + 1}) after its previous attempt failed")
-        crash = retried["crash"]
+        reason = (f"Spark retried worker {retried.worker}'s task (attempt "
+                  f"{retried.attempt + 1}) after its previous attempt failed")
+        crash = retried.crash
         self._restart = (reason + (f" with {crash}" if crash else ""), crash)
         cancel_job_group(self._frame.sparkSession, self._group)
 
@@ -128,7 +144,7 @@ class _TrainingJob(threading.Thread):
             self.error = error
             self._coordinator.abort("The sparkeras training job failed.")
         finally:
-            self._coordinator.events.put(("job_done", None, {}, None))
+            self._coordinator.events.put(JobDone())
 
     def _launch_until_done(self):
         launch = 0
@@ -195,18 +211,17 @@ def run_fit(model, frame, callbacks, history, run):
 
 
 def _run_fit(model, frame, callbacks, history, run):
+    from sparkeras.common.model_io import model_to_bytes
+    from sparkeras.common.optimizer_state import restore_optimizer
     from sparkeras.data import DataContentError
     from sparkeras.ps import ParameterServer
     from sparkeras.ps.coordinator import TrainingCoordinator
-    from sparkeras.worker.model_io import model_to_bytes
-    from sparkeras.worker.optimizer_state import restore_optimizer
-    from sparkeras.worker.plan import ServerAddress, TrainPlan
     from sparkeras.worker.train import SUMMARY_DDL, make_train_task
 
     spark = frame.sparkSession
     start_epoch = _resume(model, history, run.resume_state)
     coordinator = TrainingCoordinator(
-        run.num_workers, model.get_weights(), run.plan_values["mode"], run.steps,
+        run.num_workers, model.get_weights(), run.plan.mode, run.plan.steps_per_round,
         _learning_rate(model), start_epoch=start_epoch,
         optimizer_state=(run.resume_state or {}).get("optimizer_state"),
         staleness=run.staleness, start_timeout_s=run.start_timeout_s,
@@ -217,8 +232,8 @@ def _run_fit(model, frame, callbacks, history, run):
         coordinator.on_round = run.pruning.round_end
     secret = secrets.token_bytes(32)
     server = ParameterServer(
-        coordinator.handle, host=run.server["host"], secret=secret, port=run.server["port"],
-        tls=run.server["tls"], max_message_bytes=_max_message_bytes(model),
+        coordinator.handle, host=run.server.host, secret=secret, port=run.server.port,
+        tls=run.server.tls, max_message_bytes=_max_message_bytes(model),
         max_connections=max(64, 4 * run.num_workers),
     )
     broadcast = ship_bytes(spark, model_to_bytes(model), "model")
@@ -228,10 +243,9 @@ def _run_fit(model, frame, callbacks, history, run):
     try:
         server.start()
         host, port = server.address
-        host = run.server.get("advertised_host") or host
-        plan = TrainPlan(server=ServerAddress(host, port, secret_broadcast, run.server["tls"]),
-                         **run.plan_values)
-        description = f"sparkeras fit: {run.epochs} epochs on {run.num_workers} workers"
+        host = run.server.advertised_host or host
+        plan = replace(run.plan, server=ServerAddress(host, port, secret_broadcast, run.server.tls))
+        description = f"sparkeras fit: {run.plan.epochs} epochs on {run.num_workers} workers"
         job = _TrainingJob(frame, make_train_task(plan, broadcast), SUMMARY_DDL, group,
                            description, coordinator, run.max_attempts)
         model.stop_training = False
@@ -281,8 +295,8 @@ def _max_message_bytes(model):
     or the optimizer state (`epoch_end`); an optimizer not built yet is
     bounded by `_OPTIMIZER_SLOTS` copies of the trainable weights.
     """
+    from sparkeras.common.optimizer_state import optimizer_arrays
     from sparkeras.ps.codec import ALIGNMENT, DEFAULT_MAX_HEADER_BYTES, FRAME_OVERHEAD
-    from sparkeras.worker.optimizer_state import optimizer_arrays
 
     def payload(sizes):
         return sum(sizes) + ALIGNMENT * len(sizes)
@@ -298,7 +312,7 @@ def _max_message_bytes(model):
 
 def _resume(model, history, state):
     """Loads a checkpoint's state into `model` and `history`; returns its epoch."""
-    from sparkeras.worker.optimizer_state import restore_optimizer
+    from sparkeras.common.optimizer_state import restore_optimizer
 
     if state is None:
         return 0
@@ -310,36 +324,61 @@ def _resume(model, history, state):
 
 
 def _follow_epochs(model, callbacks, coordinator, history, run, job):
-    """Runs callbacks for each global epoch end until the job reports done."""
-    from sparkeras.checkpoint import save_checkpoint
-    from sparkeras.progress import handle_event
-    from sparkeras.worker.optimizer_state import restore_optimizer
+    """Runs the display and callbacks for each coordinator event until the job is done."""
+    from sparkeras.progress import show_worker_warning
 
+    last_batch_hook = None
     while True:
-        kind, epoch, logs, weights = coordinator.events.get()
-        if kind == "job_done":
-            return
-        if kind == "task_retried":
-            job.relaunch_now(logs)
-            continue
-        if kind in ("progress", "warning"):
-            handle_event(kind, epoch, logs, model, callbacks, coordinator, run)
-            continue
-        if kind != "epoch_end":
-            continue
-        model.set_weights(weights)
-        if run.pruning is not None:
-            model.set_weights(run.pruning.epoch_end(weights))
-        # Callbacks that save the model (ModelCheckpoint) get the optimizer's state too.
-        restore_optimizer(model, coordinator.optimizer_state)
-        if run.progress is not None:
-            run.progress.epoch_end(epoch, logs)
-        callbacks.on_epoch_end(epoch, logs)
-        if run.checkpoint_dir is not None:
-            save_checkpoint(run.checkpoint_dir, epoch + 1, weights, coordinator.optimizer_state,
-                            history.history, run.pruning and run.pruning.state())
-        stop = bool(model.stop_training) or epoch + 1 >= run.epochs
-        if not stop:
-            callbacks.on_epoch_begin(epoch + 1)
-        logger.info("epoch %d/%d: %s", epoch + 1, run.epochs, logs)
-        coordinator.decide(stop, _learning_rate(model))
+        match coordinator.events.get():
+            case JobDone():
+                return
+            case TaskRetried() as retried:
+                job.relaunch_now(retried)
+            case WarningReport(item=item):
+                show_worker_warning(item)
+            case Progress(epoch=epoch, info=info):
+                if _on_progress(epoch, info, model, callbacks, coordinator, run, last_batch_hook):
+                    last_batch_hook = (epoch, info["steps"])
+            case EpochEnd(epoch=epoch, logs=logs, weights=weights):
+                _on_epoch_end(epoch, logs, weights, model, callbacks, coordinator, history, run)
+
+
+def _on_progress(epoch, info, model, callbacks, coordinator, run, last_batch_hook):
+    """Shows a global progress event and runs the batch-level hooks; True if they ran.
+
+    The display (`run.progress`) gets every event; with `run.batch_hooks`,
+    the callbacks' `on_train_batch_end(step, global running logs)` runs once
+    per (epoch, steps), as Keras' loop calls it after each batch, and a
+    `model.stop_training` it sets tells the workers to stop within the epoch.
+    """
+    if run.progress is not None:
+        run.progress.update(epoch, info)
+    if not run.batch_hooks or info["steps"] == 0 or (epoch, info["steps"]) == last_batch_hook:
+        return False
+    callbacks.on_train_batch_end(info["steps"] - 1, dict(info["logs"]))
+    if model.stop_training:
+        coordinator.request_stop()
+    return True
+
+
+def _on_epoch_end(epoch, logs, weights, model, callbacks, coordinator, history, run):
+    """Runs the callbacks of a global epoch end and answers the coordinator: go on or stop."""
+    from sparkeras.checkpoint import save_checkpoint
+    from sparkeras.common.optimizer_state import restore_optimizer
+
+    model.set_weights(weights)
+    if run.pruning is not None:
+        model.set_weights(run.pruning.epoch_end(weights))
+    # Callbacks that save the model (ModelCheckpoint) get the optimizer's state too.
+    restore_optimizer(model, coordinator.optimizer_state)
+    if run.progress is not None:
+        run.progress.epoch_end(epoch, logs)
+    callbacks.on_epoch_end(epoch, logs)
+    if run.checkpoint_dir is not None:
+        save_checkpoint(run.checkpoint_dir, epoch + 1, weights, coordinator.optimizer_state,
+                        history.history, run.pruning and run.pruning.state())
+    stop = bool(model.stop_training) or epoch + 1 >= run.plan.epochs
+    if not stop:
+        callbacks.on_epoch_begin(epoch + 1)
+    logger.info("epoch %d/%d: %s", epoch + 1, run.plan.epochs, logs)
+    coordinator.decide(stop, _learning_rate(model))

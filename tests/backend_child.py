@@ -32,8 +32,8 @@ def save_artifacts(model, x, folder, checkpoint=True):
     import keras
 
     from sparkeras.checkpoint import save_checkpoint
+    from sparkeras.common.optimizer_state import optimizer_arrays
     from sparkeras.ps import codec
-    from sparkeras.worker.optimizer_state import optimizer_arrays
 
     model.save(os.path.join(folder, "model.keras"))
     np.save(os.path.join(folder, "x.npy"), x)
@@ -58,8 +58,8 @@ def check_artifacts(folder):
     import keras
 
     from sparkeras.checkpoint import load_checkpoint
+    from sparkeras.common.optimizer_state import optimizer_arrays, restore_optimizer
     from sparkeras.ps import codec
-    from sparkeras.worker.optimizer_state import optimizer_arrays, restore_optimizer
 
     x = np.load(os.path.join(folder, "x.npy"))
     expected = np.load(os.path.join(folder, "predicted.npy"))

@@ -1,4 +1,10 @@
-"""Shared fixtures: one embedded local[2] SparkSession for the whole run."""
+"""Shared fixtures: one embedded local[2] SparkSession and the digits data for the whole run.
+
+The test files sit in one folder per layer: ps/ (parameter server), worker/
+(executor side), data/ (columns to arrays), driver/ (SparkModel, fits,
+callbacks), ml/ (Spark ML stages), compat/ (the elephas layer) and cli/ (the
+command and the notebook). Helper modules and *_child.py scripts stay here.
+"""
 
 import os
 import sys
@@ -11,10 +17,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 # The suite's JAX subset: `KERAS_BACKEND=jax python -m pytest -m jax` (.ci/run runs
-# it after the main run). Every public entry point under the other backend: fit
-# in every mode and frequency, evaluate, predict, save/load, the Spark ML stage,
-# the streaming data path, and backend neutrality. Tests that start their own
-# backend in a subprocess (test_devices, test_multigpu) cover JAX in the main run.
+# it after the main run; files matched by name, in any folder). Every public entry
+# point under the other backend: fit in every mode and frequency, evaluate,
+# predict, save/load, the Spark ML stage, the streaming data path, and backend
+# neutrality. Tests that start their own backend in a subprocess (test_devices,
+# test_multigpu) cover JAX in the main run already.
 JAX_SUBSET = (
     "test_spark_model.py",
     "test_async_modes.py",
@@ -66,5 +73,13 @@ def spark():
     assert sparkeras.session.wait_for_python_workers(session)  # job counts stay exact
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def digits(spark):
+    """scikit-learn's digits as cached (train, test) DataFrames of the shared session."""
+    from helpers import cached_digits
+
+    return cached_digits(spark)
 
 

@@ -1,4 +1,4 @@
-"""A fit as a user runs it in a terminal, for tests/test_progress.py (run under a pty).
+"""A fit as a user runs it in a terminal, for tests/driver/test_progress.py (run under a pty).
 
 The session has Spark's console progress bar on; the model has a layer that
 warns every time it is traced on a worker. The script prints markers the

@@ -1,6 +1,12 @@
-"""Shared test helpers: small models, generated data, Spark job counting."""
+"""Shared test helpers: small models, generated data, Spark job counting, paths."""
+
+import os
 
 import numpy as np
+
+# tests/, where the helper modules and the *_child.py scripts are, and the repository.
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_DIR = os.path.dirname(TESTS_DIR)
 
 
 def dense_classifier(inputs=64, classes=10, seed=0, lr=0.01, hidden=32):
@@ -15,6 +21,14 @@ def dense_classifier(inputs=64, classes=10, seed=0, lr=0.01, hidden=32):
     model.compile(keras.optimizers.Adam(lr), "sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     return model
+
+
+def cached_digits(session):
+    """scikit-learn's digits as cached (train, test) DataFrames of `session`."""
+    from sparkeras.demo import digits_frames
+
+    train_df, test_df = digits_frames(session)
+    return train_df.cache(), test_df.cache()
 
 
 def digits_arrays(frame):

@@ -1,6 +1,6 @@
 """A hostile crowd: every kind of request a parameter server must refuse.
 
-Test helper of tests/test_ps_hostile_fit.py. `HostileCrowd` is a thread that,
+Test helper of tests/ps/test_ps_hostile_fit.py. `HostileCrowd` is a thread that,
 while a real fit trains, sends round-robin requests without the secret, broken
 frames, idle and stalled connections, and, as a buggy worker that knows the
 secret, requests with wrong tensors, ids and rounds; it tallies the refusal

@@ -1,6 +1,6 @@
 """Fits with num_workers=2 on a local[2] session whose spark.default.parallelism is 1.
 
-Test helper, run as `python slots_child.py` by tests/test_slots.py: the
+Test helper, run as `python slots_child.py` by tests/driver/test_slots.py: the
 suite's shared session cannot be reconfigured, so this one runs alone.
 Prints `REPORT {json}` with the counted slots, the fit's workers and the
 error a third worker gets.

@@ -49,13 +49,13 @@ class KerasModelBytes:
     @classmethod
     def of(cls, model):
         """Serialises a `keras.Model` (weights, compile state and all)."""
-        from sparkeras.worker.model_io import model_to_bytes
+        from sparkeras.common.model_io import model_to_bytes
 
         return cls(model_to_bytes(model))
 
     def to_model(self):
         """Returns a new compiled `keras.Model` rebuilt from the bytes."""
-        from sparkeras.worker.model_io import model_from_bytes
+        from sparkeras.common.model_io import model_from_bytes
 
         return model_from_bytes(self.data)
 

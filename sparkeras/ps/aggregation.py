@@ -8,10 +8,17 @@ import collections
 import contextlib
 import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["AsyncStore", "RoundBarrier", "check_same_structure", "weighted_average"]
+__all__ = [
+    "AsyncStore",
+    "RoundBarrier",
+    "Staleness",
+    "check_same_structure",
+    "weighted_average",
+]
 
 _CHUNK_ELEMENTS = 1 << 18  # float64 scratch of 2 MiB: stays in cache
 _REMEMBERED_PUSHES = 1 << 16
@@ -279,6 +286,22 @@ class RoundBarrier:
     def _raise_if_aborted(self):
         if self._abort_reason is not None:
             raise RuntimeError(self._abort_reason)
+
+
+@dataclass(frozen=True)
+class Staleness:
+    """How an `AsyncStore` treats a delta pushed from older weights.
+
+    Attributes:
+        damping: Divide each delta by its staleness + 1 (DynSGD).
+        max_staleness: Refuse pushes staler than this; None accepts all.
+
+    Example:
+    >>> TrainingCoordinator(2, weights, "asynchronous", staleness=Staleness(max_staleness=4))
+    """
+
+    damping: bool = True
+    max_staleness: int = None
 
 
 class AsyncStore:

@@ -16,13 +16,15 @@ import math
 import queue
 import threading
 
-from sparkeras.progress import ProgressTracker, check_metric_sums
 from sparkeras.ps.aggregation import (
     AsyncStore,
     RoundBarrier,
+    Staleness,
     check_same_structure,
     weighted_average,
 )
+from sparkeras.ps.events import EpochEnd, TaskRetried
+from sparkeras.ps.progress_reports import ProgressTracker, check_count, check_metric_sums
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +41,8 @@ class TrainingCoordinator:
             None to leave theirs alone.
         start_epoch: First epoch to train (a resumed fit's next epoch).
         optimizer_state: Optimizer variables to resume from, or None.
-        staleness: Asynchronous modes: `AsyncStore` keyword options
-            (`damping`, `max_staleness`).
+        staleness: Asynchronous modes: a `Staleness` for the `AsyncStore`;
+            None is `Staleness()`.
         start_timeout_s: Longest wait, from a worker's `start`, for every
             worker's task to start (the gang start the training job, not a
             barrier stage, leaves to the coordinator); None waits forever.
@@ -48,7 +50,7 @@ class TrainingCoordinator:
     Example:
     >>> coordinator = TrainingCoordinator(2, model.get_weights(), "synchronous")
     >>> server = ParameterServer(coordinator.handle, host="127.0.0.1", secret=secret)
-    >>> kind, epoch, logs, weights = coordinator.events.get()
+    >>> event = coordinator.events.get()  # a Progress, WarningReport or EpochEnd
     """
 
     def __init__(self, num_workers, initial_weights, mode, steps_per_round=None,
@@ -78,8 +80,10 @@ class TrainingCoordinator:
         self._registration = RoundBarrier(num_workers, self._agree_on_rounds)
         self._rounds = None
         self._epochs = RoundBarrier(num_workers, self._end_epoch, start_round=start_epoch)
+        staleness = staleness or Staleness()
         self._store = (
-            AsyncStore(initial_weights, lock=(mode == "asynchronous"), **(staleness or {}))
+            AsyncStore(initial_weights, lock=(mode == "asynchronous"), damping=staleness.damping,
+                       max_staleness=staleness.max_staleness)
             if mode != "synchronous"
             else None
         )
@@ -114,19 +118,16 @@ class TrainingCoordinator:
 
         A Spark retry of a task (attempt 1 or more) means its earlier attempt
         failed while the other workers wait for it: the coordinator asks the
-        driver for a relaunch (a `task_retried` event) and tells the task not
+        driver for a relaunch (a `TaskRetried` event) and tells the task not
         to go on. Tasks of a replaced launch's stage are told the same.
         """
         worker = self._worker("start", header)
-        attempt = _count("start", header, "attempt")
-        stage = _count("start", header, "stage")
+        attempt = check_count("start", header, "attempt")
+        stage = check_count("start", header, "stage")
         if stage in self._replaced_stages:
             return {"go": False}, []
         if attempt > 0:
-            self.events.put(("task_retried", None, {
-                "worker": worker, "attempt": attempt, "launch": self.launch,
-                "crash": self.crashes.get(worker),
-            }, None))
+            self.events.put(TaskRetried(worker, attempt, self.launch, self.crashes.get(worker)))
             return {"go": False}, []
         self._launch_stage = stage
         try:
@@ -159,7 +160,7 @@ class TrainingCoordinator:
 
     def _register(self, header, tensors):
         self._worker("register", header)
-        _count("register", header, "batches")
+        check_count("register", header, "batches")
         self.workers[header["worker"]] = dict(header, launch=self.launch)
         self.progress.set_batches(header["worker"], header["batches"])
         plan = self._registration.contribute(0, header["worker"], header["batches"])
@@ -219,7 +220,7 @@ class TrainingCoordinator:
 
     def _push(self, header, tensors):
         self._check_exchange("push", header)
-        _count("push", header, "base_version")
+        check_count("push", header, "base_version")
         epoch = self._resume_point()[0]
         if header["round"] // self._rounds_per_epoch != epoch:
             raise ValueError(
@@ -249,9 +250,9 @@ class TrainingCoordinator:
         self._worker("epoch_end", header)
         self._current_launch("epoch_end", header)
         for name in ("epoch", "samples"):
-            _count("epoch_end", header, name)
+            check_count("epoch_end", header, name)
         if "validation_samples" in header:
-            _count("epoch_end", header, "validation_samples")
+            check_count("epoch_end", header, "validation_samples")
         check_metric_sums("epoch_end", header, "validation_sums")
         self.progress.take_warnings(header)
         return self._epochs.contribute(header["epoch"], header["worker"], (header, tensors)), []
@@ -268,7 +269,7 @@ class TrainingCoordinator:
         if state:
             self.optimizer_state = weighted_average(state)
         self.progress.epoch_done(epoch, headers, logs)
-        self.events.put(("epoch_end", epoch, logs, self.global_weights))
+        self.events.put(EpochEnd(epoch, logs, self.global_weights))
         decision = self._decisions.get()
         if isinstance(decision, BaseException):
             raise decision
@@ -294,11 +295,11 @@ class TrainingCoordinator:
 
     def _worker(self, op, header):
         """The request's worker id, an int from 0 to num_workers - 1."""
-        return _count(op, header, "worker", high=self.num_workers - 1)
+        return check_count(op, header, "worker", high=self.num_workers - 1)
 
     def _current_launch(self, op, header):
         """Refuses a request from a launch of the training job that was replaced."""
-        launch = _count(op, header, "launch")
+        launch = check_count(op, header, "launch")
         if launch != self.launch:
             raise ValueError(
                 f"Worker {header['worker']}'s {op!r} comes from launch {launch} of the training "
@@ -321,8 +322,8 @@ class TrainingCoordinator:
             )
         worker = self._worker(op, header)
         self._current_launch(op, header)
-        _count(op, header, "round")
-        _count(op, header, "samples")
+        check_count(op, header, "round")
+        check_count(op, header, "samples")
         check_metric_sums(op, header, "sums")
         return worker
 
@@ -394,27 +395,10 @@ class TrainingCoordinator:
             if barrier is not None:
                 barrier.abort(reason)
         self._decisions.put(RuntimeError(reason))
-        self.events.put(("aborted", None, {"reason": reason}, None))
 
 
 def _started(_):
     """The gang start's reduce: nothing to combine, every task may go."""
-
-
-def _count(op, header, name, high=None):
-    """`header[name]` if it is an int from 0 (to `high`), else ValueError naming it."""
-    value = header.get(name)
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or value < 0
-        or (high is not None and value > high)
-    ):
-        bound = "of 0 or more" if high is None else f"from 0 to {high}"
-        raise ValueError(
-            f"A {op!r} request needs {name}, an int {bound}. Received: {name}={value!r:.100}."
-        )
-    return value
 
 
 def _global_logs(reports, count_key, sums_key, prefix):

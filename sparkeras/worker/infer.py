@@ -19,23 +19,14 @@ def _load(plan, model_broadcast):
         `(model, distribution, shards)`: run the model under
         `parallel.scope(distribution)`; `shards` is its number of devices.
     """
-    from pyspark import TaskContext
-
-    from sparkeras.worker import devices as task_devices
+    from sparkeras.common.model_io import cached_model, model_from_bytes
     from sparkeras.worker import parallel
-    from sparkeras.worker.model_io import cached_model, model_from_bytes
-    from sparkeras.worker.runtime import prepare_process
+    from sparkeras.worker.task_setup import set_up_task
 
-    context = TaskContext.get()
-    prepare_process(plan.backend, context.cpus())
-    pinned = task_devices.plan_devices(
-        task_devices.task_gpu_addresses(context), getattr(plan, "devices_per_task", None)
-    )
-    task_devices.pin_devices(plan.backend, pinned)
+    setup = set_up_task(plan.backend, getattr(plan, "devices_per_task", None))
 
     def load():
-        names = task_devices.replica_devices(plan.backend, pinned)
-        distribution = parallel.make_distribution(plan.backend, names)
+        names, distribution = setup.replicas()
         with parallel.scope(distribution):
             model = model_from_bytes(model_broadcast.value, plan.custom_objects)
         return model, distribution, len(names)

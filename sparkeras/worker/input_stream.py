@@ -32,8 +32,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sparkeras.common.plan import SPLIT_COLUMN
 from sparkeras.data import batches_to_arrays
-from sparkeras.worker.plan import SPLIT_COLUMN
 
 SPILL_FOLDER = "sparkeras-spill"
 # Chunks the prefetch thread decodes ahead of the one training uses.

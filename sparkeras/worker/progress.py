@@ -24,6 +24,8 @@ import re
 import time
 import warnings
 
+from sparkeras.ps.progress_reports import warning_key
+
 # Warning classes that speak to library developers, not to the user of a fit.
 _DEVELOPER_WARNINGS = (
     DeprecationWarning,
@@ -38,7 +40,6 @@ _MAX_MESSAGE_CHARS = 2000
 # Messages about sparkeras' own doing that the user cannot act on: a round's
 # last, shorter batch makes TensorFlow retrace its train step once.
 _INTERNAL_NOISE = re.compile(r"triggered tf\.function retracing")
-_VARYING = re.compile(r"0x[0-9a-fA-F]+|\d+")
 
 
 class ProgressReporter:
@@ -135,7 +136,7 @@ class ProgressReporter:
         message = message[:_MAX_MESSAGE_CHARS]
         if _INTERNAL_NOISE.search(message):
             return
-        key = (category, _VARYING.sub("#", message))  # addresses and counts vary
+        key = warning_key(category, message)  # addresses and counts vary
         if key in self._seen or len(self._seen) >= _MAX_WARNINGS:
             return
         self._seen.add(key)

@@ -93,7 +93,7 @@ def _run_epochs(plan, replica, exchange, client, worker, validate, start, report
     `INPUT_BOUND_SHARE` of its time sends the driver a warning.
     With `plan.pruning`, a `sparkeras.worker.pruning` hook masks the kernels.
     """
-    from sparkeras.worker.optimizer_state import optimizer_arrays
+    from sparkeras.common.optimizer_state import optimizer_arrays
     from sparkeras.worker.pruning import make_pruning
 
     pruner = make_pruning(plan, replica.model, start, worker["worker"])
@@ -199,7 +199,7 @@ def _report_crash(client, worker, error):
 
 def _register(client, replica, worker, identity):
     """Joins the fit; sets the global (or resumed) state on the replica's model."""
-    from sparkeras.worker.optimizer_state import restore_optimizer
+    from sparkeras.common.optimizer_state import restore_optimizer
 
     start, tensors = client.call(
         "register",
@@ -246,25 +246,20 @@ def make_train_task(plan, model_broadcast):
     def train_partition(batches):
         from pyspark import TaskContext
 
+        from sparkeras.common.model_io import model_from_bytes
         from sparkeras.data import DataContentError
         from sparkeras.ps import ParameterClient
-        from sparkeras.worker import devices as task_devices
         from sparkeras.worker import parallel
         from sparkeras.worker.exchange import make_exchange
         from sparkeras.worker.input_stream import InputStats, TrainingInput
-        from sparkeras.worker.model_io import model_from_bytes
         from sparkeras.worker.progress import ProgressReporter, quiet_worker
         from sparkeras.worker.replica import Replica
-        from sparkeras.worker.runtime import prepare_process
         from sparkeras.worker.stream_replica import StreamReplica
+        from sparkeras.worker.task_setup import set_up_task
 
         context = TaskContext.get()
-        prepare_process(plan.backend, context.cpus())
-        pinned = task_devices.plan_devices(
-            task_devices.task_gpu_addresses(context), plan.devices_per_task
-        )
-        task_devices.pin_devices(plan.backend, pinned)
-        names = task_devices.replica_devices(plan.backend, pinned)
+        setup = set_up_task(plan.backend, plan.devices_per_task)
+        names, distribution = setup.replicas()
         parallel.check_batch_size(plan.batch_size, len(names))
         worker = {"worker": context.partitionId()}
         identity = {"host": socket.gethostname(), "pid": os.getpid(), "parent_pid": os.getppid()}
@@ -292,7 +287,7 @@ def make_train_task(plan, model_broadcast):
                         stream.start_epoch(0)  # reads ahead while the model loads
                 stats.sample_memory()
                 # Under several devices the model is built, and trains, data-parallel.
-                with parallel.scope(parallel.make_distribution(plan.backend, names)):
+                with parallel.scope(distribution):
                     model = model_from_bytes(model_broadcast.value, plan.custom_objects)
                     if stream is None:
                         replica = Replica(model, x, y, plan.batch_size, seed, shards=len(names))
@@ -323,7 +318,7 @@ def make_train_task(plan, model_broadcast):
         yield pa.RecordBatch.from_pylist(
             [{**worker, **identity, "samples": replica.num_samples,
               "validation_samples": validation_samples,
-              "epochs_trained": epochs_trained, "gpus": list(pinned.gpus), "devices": names,
+              "epochs_trained": epochs_trained, "gpus": list(setup.pinned.gpus), "devices": names,
               "data": kind, **stats.as_dict()}],
             schema=SUMMARY_SCHEMA,
         )

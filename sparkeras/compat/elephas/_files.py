@@ -10,6 +10,8 @@ import os
 import tempfile
 import zipfile
 
+from sparkeras.uri_files import read_bytes, resolve
+
 _CONFIG_ENTRY = "sparkeras_elephas.json"
 
 
@@ -81,11 +83,7 @@ def _put(local, target, overwrite):
     """Copies the local file to a path or URI; an existing one only with `overwrite`."""
     from pyarrow import fs
 
-    filesystem, path = (
-        fs.FileSystem.from_uri(target)
-        if "://" in target
-        else (fs.LocalFileSystem(), os.path.abspath(target))
-    )
+    filesystem, path = resolve(target)
     if not overwrite and filesystem.get_file_info(path).type != fs.FileType.NotFound:
         raise FileExistsError(
             f"{target!r} already exists. Pass overwrite=True to replace it. "
@@ -97,13 +95,10 @@ def _put(local, target, overwrite):
 
 def _get(source, local):
     """The local path of `source`, copied to `local` first if it is a URI."""
-    from pyarrow import fs
-
     if "://" not in source:
         return source
-    filesystem, path = fs.FileSystem.from_uri(source)
-    with filesystem.open_input_stream(path) as stream, open(local, "wb") as sink:
-        sink.write(stream.read())
+    with open(local, "wb") as sink:
+        sink.write(read_bytes(source))
     return local
 
 

@@ -10,7 +10,7 @@ import threading
 import urllib.request
 
 import pytest
-from helpers import dense_classifier
+from helpers import TESTS_DIR, dense_classifier
 from ps_helpers import wait_for
 
 pytestmark = pytest.mark.spark
@@ -47,13 +47,11 @@ def _shuffle_of_fit(spark, fit):
 
 
 @pytest.fixture(scope="module")
-def six_partitions(spark):
-    from sparkeras.demo import digits_frames
-
-    train, validation, _ = digits_frames(spark, validation_fraction=0.15)
+def six_partitions(digits):
+    train, validation = digits
     train = train.repartition(6).cache()
     assert train.count() > 0 and train.rdd.getNumPartitions() == 6
-    return train, validation.cache()
+    return train, validation
 
 
 def _model(**settings):
@@ -86,10 +84,8 @@ def test_validation_rows_do_not_shuffle_the_training_rows(spark, six_partitions)
     assert sum(row["validation_samples"] for row in summary) == validation.count()
 
 
-def test_the_shuffle_is_measured_where_a_frame_has_fewer_partitions_than_workers(spark):
-    from sparkeras.demo import digits_frames
-
-    train, _ = digits_frames(spark)
+def test_the_shuffle_is_measured_where_a_frame_has_fewer_partitions_than_workers(spark, digits):
+    train, _ = digits
     one = train.coalesce(1).cache()
     assert one.count() > 0
     stages, moved = _shuffle_of_fit(
@@ -154,7 +150,7 @@ import logging, os, signal, sys
 import numpy as np, pandas as pd, keras
 sys.path.insert(0, sys.argv[1])
 import sparkeras
-from helpers import dense_classifier
+from helpers import TESTS_DIR, dense_classifier
 
 logging.basicConfig(level=logging.WARNING, stream=sys.stdout)
 spark = sparkeras.get_spark("local[2,2]")  # Spark may retry a failed task once
@@ -185,7 +181,7 @@ def test_a_task_spark_retries_makes_the_driver_relaunch_every_worker():
     import sys
 
     env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1")
-    done = subprocess.run([sys.executable, "-c", _RETRYING_DRIVER, os.path.dirname(__file__)],
+    done = subprocess.run([sys.executable, "-c", _RETRYING_DRIVER, TESTS_DIR],
                           capture_output=True, text=True, env=env, timeout=600)
     out = done.stdout
     assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]

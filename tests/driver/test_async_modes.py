@@ -9,10 +9,9 @@ EPOCHS = 6
 
 
 @pytest.fixture(scope="module")
-def digits(spark):
-    from sparkeras.demo import digits_frames
-
-    train_df, test_df = digits_frames(spark)
+def two_partitions(digits):
+    """The digits training frame in 2 partitions, and the test rows as arrays."""
+    train_df, test_df = digits
     return train_df.repartition(2).cache(), digits_arrays(test_df)
 
 
@@ -25,8 +24,8 @@ def _fit(train_df, mode, frequency):
 
 
 @pytest.fixture(scope="module")
-def sync_accuracy(digits):
-    train_df, (x_test, y_test) = digits
+def sync_accuracy(two_partitions):
+    train_df, (x_test, y_test) = two_partitions
     spark_model, _ = _fit(train_df, "synchronous", "epoch")
     return spark_model.model.evaluate(x_test, y_test, verbose=0, return_dict=True)["accuracy"]
 
@@ -35,8 +34,8 @@ def sync_accuracy(digits):
     "mode, frequency",
     [("asynchronous", "epoch"), ("hogwild", "epoch"), ("asynchronous", "batch"), ("hogwild", 4)],
 )
-def test_async_modes_reach_sync_accuracy(digits, sync_accuracy, mode, frequency):
-    train_df, (x_test, y_test) = digits
+def test_async_modes_reach_sync_accuracy(two_partitions, sync_accuracy, mode, frequency):
+    train_df, (x_test, y_test) = two_partitions
     spark_model, history = _fit(train_df, mode, frequency)
     accuracy = spark_model.model.evaluate(x_test, y_test, verbose=0, return_dict=True)["accuracy"]
     assert accuracy >= sync_accuracy - 0.03, (mode, frequency, accuracy, sync_accuracy)

@@ -14,11 +14,12 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import REPO_DIR, TESTS_DIR
 
 pytest.importorskip("jax", reason='backend neutrality needs JAX: pip install -e ".[jax]"')
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_REPO = os.path.dirname(_HERE)
+_HERE = TESTS_DIR  # the *_child.py scripts
+_REPO = REPO_DIR
 
 
 def _backends():
@@ -86,7 +87,7 @@ def test_spark_fit_here_loads_and_resumes_under_the_other_backend(spark, tmp_pat
 def test_weights_and_optimizer_state_leave_a_process_as_numpy():
     from backend_child import model_and_data
 
-    from sparkeras.worker.optimizer_state import optimizer_arrays
+    from sparkeras.common.optimizer_state import optimizer_arrays
 
     model, x, y = model_and_data()
     model.fit(x, y, batch_size=32, epochs=1, verbose=0)

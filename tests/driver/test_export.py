@@ -6,13 +6,12 @@ from helpers import dense_classifier
 
 
 @pytest.mark.spark
-def test_saved_model_predicts_what_spark_predicts(spark, tmp_path):
+def test_saved_model_predicts_what_spark_predicts(digits, tmp_path):
     import tensorflow as tf
 
     from sparkeras import SparkModel
-    from sparkeras.demo import digits_frames
 
-    train_df, test_df = digits_frames(spark)
+    train_df, test_df = digits
     spark_model = SparkModel(dense_classifier(), num_workers=2)
     spark_model.fit(train_df, epochs=1, verbose=0)
     path = spark_model.export(str(tmp_path / "digits" / "1"))

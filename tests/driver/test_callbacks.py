@@ -12,14 +12,6 @@ from helpers import dense_classifier
 pytestmark = pytest.mark.spark
 
 
-@pytest.fixture(scope="module")
-def digits(spark):
-    from sparkeras.demo import digits_frames
-
-    train_df, test_df = digits_frames(spark)
-    return train_df.cache(), test_df.cache()
-
-
 def _sgd_classifier(lr=0.1):
     import keras
 

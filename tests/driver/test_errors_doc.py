@@ -12,9 +12,9 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import dense_classifier
+from helpers import REPO_DIR, dense_classifier
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(REPO_DIR)
 DOC = ROOT / "docs" / "errors.md"
 PACKAGE = ROOT / "sparkeras"
 
@@ -26,6 +26,7 @@ _INTERNAL_MODULES = {
     "ps/auth.py",
     "ps/aggregation.py",
     "ps/coordinator.py",
+    "ps/progress_reports.py",
     "__init__.py",
     "data/__init__.py",
     "compat/elephas/__init__.py",
@@ -254,7 +255,7 @@ def _trigger(fragment, request, tmp_path, monkeypatch):
         raise AssertionError(f"no trigger for {fragment!r}")
 
 
-MINE = [entry for entry in ENTRIES if entry[2].startswith("tests/test_errors_doc.py::")]
+MINE = [entry for entry in ENTRIES if entry[2].startswith("tests/driver/test_errors_doc.py::")]
 
 
 @pytest.mark.parametrize("kind, fragment, node", MINE, ids=[e[1][:40] for e in MINE])

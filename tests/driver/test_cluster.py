@@ -42,9 +42,8 @@ def _app_names(standalone, timeout_s=30):
         time.sleep(1)
 
 
-def test_fit_runs_on_two_executors_and_matches_local_accuracy(standalone_cluster, spark, tmp_path):
+def test_fit_runs_on_two_executors_and_matches_local_accuracy(standalone_cluster, digits, tmp_path):
     from sparkeras import SparkModel
-    from sparkeras.demo import digits_frames
 
     result_path = tmp_path / "result.json"
     script = os.path.join(cluster.REPO, "tests", "cluster_fit.py")
@@ -55,7 +54,7 @@ def test_fit_runs_on_two_executors_and_matches_local_accuracy(standalone_cluster
     )
     result = json.loads(result_path.read_text())
 
-    train_df, test_df = digits_frames(spark)
+    train_df, test_df = digits
     local = SparkModel(dense_classifier(), num_workers=2)
     local.fit(train_df, epochs=_EPOCHS, batch_size=32, verbose=0)
     _, local_accuracy = local.model.evaluate(*digits_arrays(test_df), verbose=0)
@@ -69,12 +68,10 @@ def test_fit_runs_on_two_executors_and_matches_local_accuracy(standalone_cluster
     assert abs(result["accuracy"] - local_accuracy) <= 0.02, (result["accuracy"], local_accuracy)
 
 
-def test_spark_submit_train_writes_a_model_that_predicts(standalone_cluster, spark, tmp_path):
+def test_spark_submit_train_writes_a_model_that_predicts(standalone_cluster, digits, tmp_path):
     import keras
 
-    from sparkeras.demo import digits_frames
-
-    train_df, test_df = digits_frames(spark)
+    train_df, test_df = digits
     data, compiled, trained = (
         tmp_path / "train.parquet",
         tmp_path / "mlp.keras",

@@ -192,6 +192,29 @@ def test_a_bad_push_leaves_the_store_and_the_sums_untouched():
     assert [w.tolist() for w in weights] == [d.tolist() for d in delta]
 
 
+def test_progress_and_warnings_reach_the_driver_as_named_events_once():
+    from sparkeras.ps.events import Progress, WarningReport
+    from sparkeras.ps.progress_reports import warning_key
+
+    coordinator = _registered()
+    seen = {"category": "UserWarning", "message": "batch 3 of 0x7f01 is slow"}
+    again = {"category": "UserWarning", "message": "batch 12 of 0x7e99 is slow"}
+    assert warning_key(**seen) == warning_key(**again)  # the workers' key, too
+    for worker, item in enumerate([seen, again]):
+        header = {"worker": worker, "launch": 0, "epoch": 0, "steps": 1, "samples": 10,
+                  "metric_samples": 10, "seconds": 0.5, "sums": {"loss": 5.0 * (worker + 1)},
+                  "warnings": [item]}
+        assert coordinator.handle("progress", header, []) == ({"stop": False}, [])
+    events = [coordinator.events.get_nowait() for _ in range(coordinator.events.qsize())]
+    assert events[0] == WarningReport({**seen, "worker": 0})
+    assert [type(event) for event in events[1:]] == [Progress, Progress]  # no second warning
+    assert events[-1].epoch == 0
+    assert events[-1].info["steps"] == 2 and events[-1].info["total_steps"] == 4
+    assert events[-1].info["logs"] == {"loss": pytest.approx(15.0 / 20)}
+    coordinator.abort("The driver stopped the fit.")
+    assert coordinator.events.empty()  # an abort reaches the driver as the job's end
+
+
 def _start(coordinator, worker, attempt=0, stage=7):
     return coordinator.handle("start", {"worker": worker, "attempt": attempt, "stage": stage}, [])
 
@@ -220,12 +243,12 @@ def test_a_gang_that_does_not_start_in_time_ends_the_fit_naming_the_slots():
 
 
 def test_a_retried_task_asks_for_a_relaunch_with_its_earlier_attempt_s_error():
+    from sparkeras.ps.events import TaskRetried
+
     coordinator = TrainingCoordinator(2, WEIGHTS, "synchronous")
     coordinator.handle("crashed", {"worker": 1, "message": "OSError: disk full"}, [])
     assert _start(coordinator, 1, attempt=1) == ({"go": False}, [])
-    kind, _, logs, _ = coordinator.events.get_nowait()
-    assert kind == "task_retried"
-    assert logs == {"worker": 1, "attempt": 1, "launch": 0, "crash": "OSError: disk full"}
+    assert coordinator.events.get_nowait() == TaskRetried(1, 1, 0, "OSError: disk full")
 
 
 def test_tasks_of_a_replaced_launch_are_told_to_stop():

@@ -1,6 +1,6 @@
 """A fit whose tasks cannot reach the parameter server fails at once, naming the setting.
 
-The classic-session half; tests/test_connect.py has the Spark Connect one.
+The classic-session half; tests/driver/test_connect.py has the Spark Connect one.
 """
 
 import pandas as pd

@@ -40,11 +40,10 @@ class _Intruder(keras.callbacks.Callback):
                 client.close()
 
 
-def test_request_without_the_secret_is_refused_and_training_completes(spark, caplog):
+def test_request_without_the_secret_is_refused_and_training_completes(digits, caplog):
     from sparkeras import SparkModel, TrainingConfig
-    from sparkeras.demo import digits_frames
 
-    train_df, test_df = digits_frames(spark)
+    train_df, test_df = digits
     port = _free_port()
     intruder = _Intruder(port)
     spark_model = SparkModel(dense_classifier(), num_workers=2,

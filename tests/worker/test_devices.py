@@ -14,9 +14,10 @@ import subprocess
 import sys
 
 import pytest
+from helpers import REPO_DIR, TESTS_DIR
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_REPO = os.path.dirname(_HERE)
+_HERE = TESTS_DIR  # the *_child.py scripts
+_REPO = REPO_DIR
 
 
 class _Context:

@@ -9,55 +9,20 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import dense_classifier
+from faults import FEATURES, KillWorkerMidEpoch, teacher_task
+from helpers import TESTS_DIR, dense_classifier
 
 pytestmark = pytest.mark.spark
 
-ROWS, FEATURES, BATCH = 24_000, 64, 32
-
-
-def _task(rows, seed):
-    teacher = np.random.default_rng(99).normal(size=(FEATURES, 10))
-    x = np.random.default_rng(seed).normal(size=(rows, FEATURES)).astype("float32")
-    return x, np.argmax(x @ teacher, axis=1)
+ROWS, BATCH = 24_000, 32
 
 
 @pytest.fixture(scope="module")
 def frames(spark):
-    x, y = _task(ROWS, 0)
-    x_test, y_test = _task(4000, 1)
+    x, y = teacher_task(ROWS, 0)
+    x_test, y_test = teacher_task(4000, 1)
     train = spark.createDataFrame(pd.DataFrame({"features": list(x), "label": y}))
     return train.repartition(2).cache(), (x_test, y_test)
-
-
-class _KillWorkerMidEpoch:
-    """Kills worker 1's Python process at the first global progress report of epoch 2.
-
-    Reports come every 0.05 s (the test lowers the interval), so the kill lands
-    early in the epoch however fast the machine is; `killed_at` is the global
-    step count of that report.
-    """
-
-    def __init__(self, spark_model, steps_per_epoch):
-        import keras
-
-        outer = self
-
-        class Callback(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                outer.epoch = epoch
-
-            def on_train_batch_end(self, batch, logs=None):
-                if outer.epoch == 1 and outer.killed is None and batch + 1 < steps_per_epoch:
-                    outer.killed = outer.spark_model.workers[1]["pid"]
-                    outer.killed_at = batch + 1
-                    os.kill(outer.killed, signal.SIGKILL)
-
-        self.spark_model = spark_model
-        self.epoch = None
-        self.killed = None
-        self.killed_at = None
-        self.callback = Callback()
 
 
 def _accuracy(model, test):
@@ -79,7 +44,7 @@ def test_killed_worker_resumes_from_the_last_round(frames, mode, caplog, monkeyp
 
     spark_model = SparkModel(dense_classifier(inputs=FEATURES, lr=0.003), mode=mode,
                              frequency=frequency, num_workers=2)
-    killer = _KillWorkerMidEpoch(spark_model, steps_per_epoch=ROWS // BATCH)
+    killer = KillWorkerMidEpoch(spark_model, steps_per_epoch=ROWS // BATCH)
     with caplog.at_level(logging.WARNING, logger="sparkeras"):
         history = spark_model.fit(train, epochs=4, batch_size=BATCH, callbacks=[killer.callback],
                                   verbose=0)
@@ -99,7 +64,7 @@ import sys, threading, numpy as np, pandas as pd, keras
 sys.path.insert(0, sys.argv[3])
 import sparkeras
 from helpers import dense_classifier
-from test_fault_tolerance import _task
+from faults import teacher_task
 
 class HoldAtEpoch3(keras.callbacks.Callback):
     # The driver calls on_epoch_begin(2) after writing epoch 2's checkpoint and before
@@ -110,7 +75,7 @@ class HoldAtEpoch3(keras.callbacks.Callback):
             threading.Event().wait()
 
 spark = sparkeras.get_spark("local[2]")
-x, y = _task(4000, 0)
+x, y = teacher_task(4000, 0)
 train = spark.createDataFrame(pd.DataFrame({"features": list(x), "label": y})).repartition(2)
 sm = sparkeras.SparkModel(dense_classifier(inputs=64), num_workers=2)
 history = sm.fit(train, epochs=5, batch_size=64, checkpoint_dir=sys.argv[1],
@@ -122,7 +87,7 @@ print("TRAINED", sum(row["epochs_trained"] for row in sm.training_summary) // 2,
 
 def _driver(checkpoint_dir, action):
     env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", TF_CPP_MIN_LOG_LEVEL="3")
-    tests = os.path.dirname(__file__)
+    tests = TESTS_DIR
     return subprocess.Popen(
         [sys.executable, "-c", _DRIVER_SCRIPT, checkpoint_dir, action, tests],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import dense_classifier, digits_arrays
+from helpers import cached_digits, dense_classifier, digits_arrays
 
 pytestmark = pytest.mark.connect
 
@@ -33,10 +33,8 @@ def connect():
 
 @pytest.fixture(scope="module")
 def digits(connect):
-    from sparkeras.demo import digits_frames
-
-    train_df, test_df = digits_frames(connect)
-    return train_df.cache(), test_df.cache()
+    """The digits frames of the Connect session (the classic `digits` cannot be used here)."""
+    return cached_digits(connect)
 
 
 def test_session_reads_slots_and_master_from_conf_only(connect):

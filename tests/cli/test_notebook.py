@@ -3,9 +3,9 @@
 import os
 
 import pytest
+from helpers import REPO_DIR
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-NOTEBOOK = os.path.join(HERE, "..", "notebooks", "quickstart.ipynb")
+NOTEBOOK = os.path.join(REPO_DIR, "notebooks", "quickstart.ipynb")
 
 pytestmark = pytest.mark.spark
 

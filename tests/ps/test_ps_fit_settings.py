@@ -8,10 +8,10 @@ test_ps_tls_fit.py.
 import keras
 import pytest
 
+from sparkeras.common.optimizer_state import optimizer_arrays
 from sparkeras.ps import auth, codec
 from sparkeras.spark_model import _server_hosts
 from sparkeras.training import _max_message_bytes
-from sparkeras.worker.optimizer_state import optimizer_arrays
 
 
 class _Session:

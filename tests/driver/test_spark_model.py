@@ -8,14 +8,6 @@ pytestmark = pytest.mark.spark
 
 
 @pytest.fixture(scope="module")
-def digits(spark):
-    from sparkeras.demo import digits_frames
-
-    train_df, test_df = digits_frames(spark)
-    return train_df.cache(), test_df.cache()
-
-
-@pytest.fixture(scope="module")
 def trained(digits):
     """A 2-worker synchronous fit of the digits MLP, shared by several tests."""
     from sparkeras import SparkModel

@@ -7,9 +7,9 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import dense_classifier, digits_arrays
+from helpers import REPO_DIR, dense_classifier, digits_arrays
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_REPO = REPO_DIR
 
 
 def run_command(*arguments, timeout=120):
@@ -24,12 +24,10 @@ def run_command(*arguments, timeout=120):
 
 
 @pytest.fixture(scope="module")
-def digits_files(spark, tmp_path_factory):
+def digits_files(digits, tmp_path_factory):
     """The digits train/test sets as Parquet, and a compiled MLP as a .keras file."""
-    from sparkeras.demo import digits_frames
-
     folder = tmp_path_factory.mktemp("cli")
-    train_df, test_df = digits_frames(spark)
+    train_df, test_df = digits
     paths = {
         "train": str(folder / "train.parquet"),
         "test": str(folder / "test.parquet"),

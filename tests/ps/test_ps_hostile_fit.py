@@ -106,11 +106,11 @@ def _fit(spark, train_df, test_df, config, crowd=None):
     return spark_model, spark_model.evaluate(test_df)["accuracy"], hold
 
 
-def test_a_hostile_crowd_during_a_fit_is_refused_and_changes_nothing(spark, fits, tmp_path, caplog):
+def test_a_hostile_crowd_during_a_fit_is_refused_and_changes_nothing(spark, digits, fits, tmp_path,
+                                                                    caplog):
     from sparkeras import TrainingConfig
-    from sparkeras.demo import digits_frames
 
-    train_df, test_df = digits_frames(spark)
+    train_df, test_df = digits
     driver_host = spark.conf.get("spark.driver.host")
 
     # An undisturbed fit on one given port.
@@ -249,12 +249,12 @@ def _spark_texts(spark):
     return texts
 
 
-def test_a_fit_over_tls_refuses_intruders_and_never_shows_its_secret(spark, fits, tmp_path, caplog):
+def test_a_fit_over_tls_refuses_intruders_and_never_shows_its_secret(spark, digits, fits, tmp_path,
+                                                                       caplog):
     from sparkeras import SparkModel, TrainingConfig
-    from sparkeras.demo import digits_frames
     from sparkeras.ps import TLSConfig
 
-    train_df, test_df = digits_frames(spark)
+    train_df, test_df = digits
     tls = TLSConfig.self_signed(str(tmp_path), hostname="127.0.0.1")
     intruders = _TLSIntruders(fits, tls)
     spark_model = SparkModel(dense_classifier(), num_workers=2, config=TrainingConfig(tls=tls))

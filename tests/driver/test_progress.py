@@ -14,17 +14,9 @@ import sys
 import warnings
 
 import pytest
-from helpers import dense_classifier, job_count
+from helpers import TESTS_DIR, dense_classifier, job_count
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-@pytest.fixture(scope="module")
-def digits(spark):
-    from sparkeras.demo import digits_frames
-
-    train_df, test_df = digits_frames(spark)
-    return train_df.cache(), test_df.cache()
+HERE = TESTS_DIR  # the *_child.py scripts
 
 
 class _Recorder:

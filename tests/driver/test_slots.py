@@ -6,8 +6,9 @@ import subprocess
 import sys
 
 import pytest
+from helpers import REPO_DIR, TESTS_DIR
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
+_HERE = TESTS_DIR  # the *_child.py scripts
 
 
 @pytest.mark.parametrize(
@@ -39,7 +40,7 @@ def test_the_shared_session_has_two_slots(spark):
 def test_default_parallelism_of_one_still_fits_two_workers():
     """pytest-spark's default configuration: local[2] with spark.default.parallelism=1."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [os.path.dirname(_HERE), _HERE, os.environ.get("PYTHONPATH", "")])}
+        [REPO_DIR, _HERE, os.environ.get("PYTHONPATH", "")])}
     completed = subprocess.run(
         [sys.executable, os.path.join(_HERE, "slots_child.py")],
         env=env, capture_output=True, text=True, timeout=600,

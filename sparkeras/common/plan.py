@@ -38,12 +38,14 @@ class TrainPlan:
     """Everything one training task needs besides its partition.
 
     Attributes:
-        server: Parameter server address and per-fit secret.
         mode: "synchronous", "asynchronous" or "hogwild".
         epochs: Total number of epochs of the fit.
         batch_size: Samples per training step on each worker.
         data: The `DataSpec` that turns Arrow batches into model arrays.
         backend: Keras backend the driver uses.
+        server: Parameter server address and per-fit secret; None until the
+            driver's server listens (`sparkeras.training` then adds it with
+            `dataclasses.replace`).
         seed: Base seed for each worker's per-epoch shuffling.
         custom_objects: Passed to `keras.saving.load_model`.
         devices_per_task: Devices per replica on a CPU task (None: one per
@@ -58,12 +60,12 @@ class TrainPlan:
             (a streaming task then needs no count before its first step).
     """
 
-    server: ServerAddress
     mode: str
     epochs: int
     batch_size: int
     data: object
     backend: str
+    server: ServerAddress = None
     seed: int = 0
     custom_objects: dict = None
     devices_per_task: int = None

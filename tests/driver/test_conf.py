@@ -6,8 +6,9 @@ import shutil
 import subprocess
 
 import pytest
+from helpers import REPO_DIR
 
-_CONF = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
+_CONF = os.path.join(REPO_DIR, "conf")
 _DISCOVERY = os.path.join(_CONF, "gpu-discovery.sh")
 
 

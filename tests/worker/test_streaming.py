@@ -7,9 +7,9 @@ import pathlib
 import numpy as np
 import pyarrow as pa
 import pytest
+from faults import FEATURES, KillWorkerMidEpoch
 from helpers import dense_classifier, digits_arrays
 from ps_helpers import wait_for
-from test_fault_tolerance import FEATURES, _KillWorkerMidEpoch
 
 from sparkeras.data.spec import DataSpec, FieldSpec
 from sparkeras.worker.input_stream import (
@@ -112,10 +112,9 @@ def _wait_for_no_spill_files(spark, timeout_s=60):
 
 
 @pytest.fixture(scope="module")
-def digits(spark):
-    from sparkeras.demo import digits_frames
-
-    train, test = digits_frames(spark)
+def two_partitions(digits):
+    """The digits training frame in 2 partitions, and the test frame."""
+    train, test = digits
     return train.repartition(2).cache(), test
 
 
@@ -132,8 +131,8 @@ def _fit(frame, data, validation=None, frequency="epoch", epochs=8, buffer=256, 
 
 
 @pytest.mark.spark
-def test_stream_accuracy_matches_memory_and_cleans_up(spark, digits):
-    train, test = digits
+def test_stream_accuracy_matches_memory_and_cleans_up(spark, two_partitions):
+    train, test = two_partitions
     x_test, y_test = digits_arrays(test)
     accuracy = {}
     for data in ("memory", "stream"):
@@ -151,8 +150,8 @@ def test_stream_accuracy_matches_memory_and_cleans_up(spark, digits):
 
 
 @pytest.mark.spark
-def test_stream_with_validation_and_batch_frequency(spark, digits):
-    train, test = digits
+def test_stream_with_validation_and_batch_frequency(spark, two_partitions):
+    train, test = two_partitions
     spark_model, history = _fit(train, "stream", validation=test, frequency="batch", epochs=2)
     assert len(history.history["val_accuracy"]) == 2
     assert history.history["val_accuracy"][-1] > 0.8
@@ -240,7 +239,7 @@ def test_killed_streaming_worker_is_relaunched(spark, caplog, monkeypatch):
     ).cache()
     spark_model = SparkModel(dense_classifier(inputs=FEATURES), num_workers=2,
                              config=TrainingConfig(data="stream", shuffle_buffer=1000))
-    killer = _KillWorkerMidEpoch(spark_model, steps_per_epoch=rows // 2 // batch)
+    killer = KillWorkerMidEpoch(spark_model, steps_per_epoch=rows // 2 // batch)
     with caplog.at_level(logging.WARNING, logger="sparkeras"):
         history = spark_model.fit(frame, epochs=3, batch_size=batch,
                                   callbacks=[killer.callback], verbose=0)

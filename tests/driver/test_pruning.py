@@ -9,7 +9,7 @@ import sys
 import keras
 import numpy as np
 import pytest
-from helpers import dense_classifier
+from helpers import REPO_DIR, TESTS_DIR, dense_classifier
 
 from sparkeras.pruning import DNS, magnitude, report, strip
 from sparkeras.pruning.masks import (
@@ -22,7 +22,7 @@ from sparkeras.pruning.masks import (
 )
 from sparkeras.pruning.surgery import Surgery
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = TESTS_DIR  # the *_child.py scripts
 
 
 # --- mask arithmetic, by hand ------------------------------------------------------------
@@ -166,7 +166,7 @@ def test_magnitude_reaches_its_final_sparsity(digits_split):
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_dns_callback_on_each_backend(backend):
     env = {**os.environ, "KERAS_BACKEND": backend,
-           "PYTHONPATH": os.pathsep.join([HERE, os.path.dirname(HERE),
+           "PYTHONPATH": os.pathsep.join([HERE, REPO_DIR,
                                           os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, os.path.join(HERE, "pruning_child.py")], env=env,
                          capture_output=True, text=True, timeout=600, check=True).stdout
@@ -259,24 +259,17 @@ def test_spark_model_refuses_asynchronous_pruning_and_other_callbacks():
 # --- distributed ---------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def digits_frames(spark):
-    from sparkeras.demo import digits_frames
-
-    return digits_frames(spark)
-
-
 def _records(folder, epoch):
     return {name: np.load(os.path.join(folder, name))
             for name in sorted(os.listdir(folder)) if name.endswith(f"-epoch{epoch}.npz")}
 
 
-def test_distributed_masks_agree_on_every_worker_and_the_driver(spark, digits_frames, tmp_path,
+def test_distributed_masks_agree_on_every_worker_and_the_driver(spark, digits, tmp_path,
                                                                   monkeypatch):
     from sparkeras import SparkModel
 
     monkeypatch.setenv("SPARKERAS_PRUNING_RECORD", str(tmp_path))
-    train_df, test_df = digits_frames
+    train_df, test_df = digits
     pruning = DNS(c_rate=1.0)
     sm = SparkModel(dense_classifier(), num_workers=2, frequency=5, pruning=pruning)
     sm.fit(train_df, epochs=3, batch_size=32, verbose=0, checkpoint_dir=str(tmp_path / "ck"))
@@ -316,10 +309,10 @@ def test_distributed_masks_agree_on_every_worker_and_the_driver(spark, digits_fr
         np.testing.assert_array_equal(first[name], second[name])
 
 
-def test_keras_estimator_prunes(spark, digits_frames):
+def test_keras_estimator_prunes(spark, digits):
     from sparkeras import KerasEstimator
 
-    frame, _ = digits_frames
+    frame, _ = digits
     estimator = KerasEstimator(model=dense_classifier(), epochs=2, numWorkers=2,
                                pruning=DNS(c_rate=1.0))
     assert estimator.getPruning().c_rate == 1.0

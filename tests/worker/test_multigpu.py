@@ -13,9 +13,10 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import REPO_DIR, TESTS_DIR
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_REPO = os.path.dirname(_HERE)
+_HERE = TESTS_DIR  # the *_child.py scripts
+_REPO = REPO_DIR
 
 
 def _child(backend, tmp_path):
