@@ -22,6 +22,8 @@ import time
 
 import numpy as np
 
+from sparkeras.demo import coloured_pictures, png_bytes  # noqa: E402
+
 SIDE, CLASSES, BATCH = 32, 2, 64
 
 
@@ -32,20 +34,6 @@ def png_to_array(values):
     return np.stack([np.asarray(Image.open(io.BytesIO(v)).convert("RGB")) for v in values])
 
 
-def make_pictures(rows, seed=0):
-    rng = np.random.default_rng(seed)
-    label = rng.integers(0, CLASSES, rows)
-    pixels = rng.integers(0, 100, size=(rows, SIDE, SIDE, 3))
-    pixels[np.arange(rows), :, :, label] += 120
-    return pixels.astype("uint8"), label
-
-
-def to_png(pixels):
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def make_model(seed=0):
@@ -92,8 +80,8 @@ def main():
                                 conf={"spark.driver.host": "127.0.0.1",
                                       "spark.driver.memory": "4g"})
     sparkeras.session.wait_for_python_workers(spark)
-    pixels, label = make_pictures(args.rows)
-    pngs = [to_png(p) for p in pixels]
+    pixels, label = coloured_pictures(args.rows, side=SIDE, classes=CLASSES)
+    pngs = [png_bytes(p) for p in pixels]
     binary = spark.createDataFrame(pd.DataFrame({"image": pngs, "label": label}))
     arrays = spark.createDataFrame(pd.DataFrame({
         "image": list(pixels.reshape(args.rows, -1).astype("float32")), "label": label}))

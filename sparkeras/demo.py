@@ -1,9 +1,43 @@
 """The `sparkeras demo` job: a digits classifier trained on an embedded Spark.
 
-Driver-side module. It uses scikit-learn's bundled digits (no download).
+Driver-side module. It uses scikit-learn's bundled digits (no download), and
+makes small coloured pictures for image examples.
 """
 
 import numpy as np
+
+
+def coloured_pictures(rows, side=32, classes=2, seed=0):
+    """RGB pictures whose class is their dominant colour channel, and the labels.
+
+    Returns `(pixels, labels)`: `(rows, side, side, 3)` uint8 and `(rows,)`
+    ints from 0 to `classes - 1` (at most 3: red, green, blue).
+
+    Example:
+    >>> pixels, labels = coloured_pictures(100, side=16)
+    >>> pixels.shape, pixels.dtype
+    ((100, 16, 16, 3), dtype('uint8'))
+    """
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, rows)
+    pixels = rng.integers(0, 100, size=(rows, side, side, 3))
+    pixels[np.arange(rows), :, :, labels] += 120
+    return pixels.astype("uint8"), labels
+
+
+def png_bytes(pixels):
+    """One picture, `(H, W, 3)` uint8, as PNG bytes (needs Pillow).
+
+    Example:
+    >>> frame = pd.DataFrame({"image": [png_bytes(p) for p in pixels], "label": labels})
+    """
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def digits_frames(spark, test_fraction=0.25, seed=0, validation_fraction=0.0):

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sparkeras.demo import coloured_pictures, png_bytes
+
 pytestmark = pytest.mark.spark
 
 ROWS = 240
@@ -27,32 +29,15 @@ def png_to_array(values):
     return np.stack([np.asarray(Image.open(io.BytesIO(v)).convert("RGB")) for v in values])
 
 
-def _pictures(rows=ROWS, seed=0):
-    """RGB pictures whose class is the dominant channel (red 0, green 1), and labels."""
-    rng = np.random.default_rng(seed)
-    label = rng.integers(0, 2, rows)
-    pixels = rng.integers(0, 90, size=(rows, SIDE, SIDE, 3))
-    pixels[np.arange(rows), :, :, label] += 160
-    return pixels.astype("uint8"), label
-
-
-def _png(pixels):
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="module")
 def pictures():
-    return _pictures()
+    return coloured_pictures(ROWS, side=SIDE)
 
 
 @pytest.fixture(scope="module")
 def png_frame(spark, pictures):
     pixels, label = pictures
-    frame = pd.DataFrame({"image": [_png(p) for p in pixels], "label": label,
+    frame = pd.DataFrame({"image": [png_bytes(p) for p in pixels], "label": label,
                           "id": np.arange(len(label))})
     return spark.createDataFrame(frame).repartition(3).cache()
 
@@ -65,7 +50,7 @@ def image_frame(spark, pictures, tmp_path_factory):
     folder = tmp_path_factory.mktemp("pictures")
     pixels, label = pictures
     for index, picture in enumerate(pixels):
-        (folder / f"{index:04d}_{label[index]}.png").write_bytes(_png(picture))
+        (folder / f"{index:04d}_{label[index]}.png").write_bytes(png_bytes(picture))
     frame = spark.read.format("image").load(str(folder))
     name = F.element_at(F.split(F.col("image.origin"), "/"), -1)
     return frame.select(
@@ -175,7 +160,7 @@ def test_estimator_pipeline_with_decode_saves_and_loads(png_frame, pictures, tmp
     loaded = PipelineModel.load(str(tmp_path / "fitted"))
     decode = loaded.stages[0].getDecode()
     pixels, _ = pictures
-    np.testing.assert_array_equal(decode([_png(pixels[0])]), pixels[:1])
+    np.testing.assert_array_equal(decode([png_bytes(pixels[0])]), pixels[:1])
     again = loaded.transform(png_frame).select("id", "prediction").toPandas()
     np.testing.assert_array_equal(again.sort_values("id")["prediction"].to_numpy(),
                                   scored.sort_values("id")["prediction"].to_numpy())
@@ -258,7 +243,7 @@ def test_decode_that_raises_names_column_row_and_function(spark, pictures):
     from sparkeras.data import DataContentError
 
     pixels, label = pictures
-    values = [_png(p) for p in pixels[:40]]
+    values = [png_bytes(p) for p in pixels[:40]]
     values[7] = b"garbage"
     frame = spark.createDataFrame(pd.DataFrame({"image": values, "label": label[:40]}))
     with pytest.raises(DataContentError) as info:

@@ -259,6 +259,16 @@ def test_spark_model_refuses_asynchronous_pruning_and_other_callbacks():
 # --- distributed ---------------------------------------------------------------------
 
 
+def _workers_agree(tmp_path, epoch):
+    """Both workers recorded identical masks for `epoch`; returns the first's record."""
+    records = _records(str(tmp_path), epoch)
+    assert len(records) == 2, sorted(os.listdir(tmp_path))
+    first, second = records.values()
+    for name in first.files:
+        np.testing.assert_array_equal(first[name], second[name])
+    return first
+
+
 def _records(folder, epoch):
     return {name: np.load(os.path.join(folder, name))
             for name in sorted(os.listdir(folder)) if name.endswith(f"-epoch{epoch}.npz")}
@@ -274,11 +284,7 @@ def test_distributed_masks_agree_on_every_worker_and_the_driver(spark, digits, t
     sm = SparkModel(dense_classifier(), num_workers=2, frequency=5, pruning=pruning)
     sm.fit(train_df, epochs=3, batch_size=32, verbose=0, checkpoint_dir=str(tmp_path / "ck"))
     for epoch in range(3):
-        records = _records(str(tmp_path), epoch)
-        assert len(records) == 2, sorted(os.listdir(tmp_path))
-        first, second = records.values()
-        for name in first.files:
-            np.testing.assert_array_equal(first[name], second[name])
+        _workers_agree(tmp_path, epoch)
     # The driver's masks are the workers' last ones, and its model holds W * T.
     last = next(iter(_records(str(tmp_path), 2).values()))
     weights = sm.model.get_weights()
@@ -405,11 +411,7 @@ def test_two_devices_per_task_prune_with_the_same_masks(tmp_path):
     result = json.loads(path.read_text())
     assert [row["devices"] for row in result["summary"]] == [["cpu:0", "cpu:1"]] * 2
     for epoch in range(2):
-        records = _records(str(tmp_path), epoch)
-        assert len(records) == 2, sorted(os.listdir(tmp_path))
-        first, second = records.values()
-        for name in first.files:
-            np.testing.assert_array_equal(first[name], second[name])
+        first = _workers_agree(tmp_path, epoch)
     driver = np.load(tmp_path / "driver-masks.npz")
     for name in driver.files:
         np.testing.assert_array_equal(driver[name], first[name])
