@@ -50,7 +50,7 @@ class TrainingConfig:
             spills the partition to a local Arrow file during the first
             epoch and reads it memory-mapped afterwards (memory about
             `shuffle_buffer` rows, not the partition); "auto" (default)
-            keeps partitions of at most 64 MiB of Arrow data in memory and
+            keeps partitions of at most 128 MiB of Arrow data in memory and
             streams larger ones (docs/data-path.md).
         shuffle_buffer: Rows a streaming task shuffles together; each epoch
             also permutes the order of the spilled Arrow batches.
@@ -87,7 +87,7 @@ def check_data_mode(data):
     if data not in DATA_MODES:
         raise ValueError(
             "Unknown data mode: TrainingConfig(data=...) takes "
-            f"{', '.join(map(repr, DATA_MODES))} (\"auto\" streams partitions over 64 MiB). "
+            f"{', '.join(map(repr, DATA_MODES))} (\"auto\" streams partitions over 128 MiB). "
             f"Received: data={data!r}"
         )
     return data

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 # data="auto" keeps a partition in memory when its projected Arrow data is at
 # most this many bytes, else streams it (docs/data-path.md).
-AUTO_MEMORY_BYTES = 64 * 2**20
+AUTO_MEMORY_BYTES = 128 * 2**20
 # A worker that waits for input more than this share of its time is warned.
 INPUT_BOUND_SHARE = 0.25
 # Steps of a round that spans the whole epoch, for a worker that streams.
