@@ -349,7 +349,7 @@ class _KillWorkerMidEpoch(keras.callbacks.Callback):
             os.kill(self.killed, signal.SIGKILL)
 
 
-def test_a_relaunched_fit_keeps_the_masks_and_the_schedule(spark, digits_frames, tmp_path,
+def test_a_relaunched_fit_keeps_the_masks_and_the_schedule(spark, digits, tmp_path,
                                                              monkeypatch, caplog):
     import logging
 
@@ -357,7 +357,7 @@ def test_a_relaunched_fit_keeps_the_masks_and_the_schedule(spark, digits_frames,
 
     monkeypatch.setattr(progress, "REPORT_INTERVAL_S", 0.05)
     monkeypatch.setenv("SPARKERAS_PRUNING_RECORD", str(tmp_path))
-    train_df, test_df = digits_frames
+    train_df, test_df = digits
     train = train_df.repartition(2).cache()
     rows = train.rdd.glom().map(len).collect()
     steps = -(-max(rows) // 32)  # frequency=1: one round per step, rounds set by the larger
