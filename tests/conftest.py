@@ -29,6 +29,7 @@ JAX_SUBSET = (
     "test_replica.py",
     "test_jax_backend.py",
     "test_streaming.py",
+    "test_warm_model.py",
 )
 # Left out of it: a minute of CrossValidator fits, which add no new entry point.
 JAX_SUBSET_EXCLUDES = ("test_ml.py::test_cross_validator",)

@@ -17,6 +17,8 @@ import pyarrow as pa
 AUTO_MEMORY_BYTES = 128 * 2**20
 # A worker that waits for input more than this share of its time is warned.
 INPUT_BOUND_SHARE = 0.25
+# ... and waited at least this long in the epoch (shorter waits are not worth acting on).
+INPUT_BOUND_MIN_WAIT_S = 1.0
 # Steps of a round that spans the whole epoch, for a worker that streams.
 _WHOLE_EPOCH = 2**62
 
@@ -39,13 +41,15 @@ SUMMARY_SCHEMA = pa.schema(
         ("bytes_spilled", pa.int64()),
         ("input_wait_s", pa.float64()),
         ("train_s", pa.float64()),
+        ("warm_model", pa.bool_()),
     ]
 )
 SUMMARY_DDL = (
     "worker int, launch int, host string, pid long, parent_pid long, "
     "samples long, validation_samples long, epochs_trained int, "
     "gpus array<string>, devices array<string>, data string, peak_rss_anon_mb double, "
-    "rows_read long, bytes_read long, bytes_spilled long, input_wait_s double, train_s double"
+    "rows_read long, bytes_read long, bytes_spilled long, input_wait_s double, train_s double, "
+    "warm_model boolean"
 )
 
 
@@ -155,7 +159,7 @@ def _times(stats):
 
 def _warn_if_input_bound(reporter, epoch, before, after):
     waited, trained = after[0] - before[0], after[1] - before[1]
-    if waited > INPUT_BOUND_SHARE * (waited + trained) and waited + trained > 0:
+    if waited >= INPUT_BOUND_MIN_WAIT_S and waited > INPUT_BOUND_SHARE * (waited + trained):
         reporter.add_warning(
             "InputBound",
             f"In epoch {epoch + 1} this worker waited for input {waited:.1f} s and trained "
@@ -246,7 +250,6 @@ def make_train_task(plan, model_broadcast):
     def train_partition(batches):
         from pyspark import TaskContext
 
-        from sparkeras.common.model_io import model_from_bytes
         from sparkeras.data import DataContentError
         from sparkeras.ps import ParameterClient
         from sparkeras.worker import parallel
@@ -256,6 +259,7 @@ def make_train_task(plan, model_broadcast):
         from sparkeras.worker.replica import Replica
         from sparkeras.worker.stream_replica import StreamReplica
         from sparkeras.worker.task_setup import set_up_task
+        from sparkeras.worker import warm_model
 
         context = TaskContext.get()
         setup = set_up_task(plan.backend, plan.devices_per_task)
@@ -288,7 +292,8 @@ def make_train_task(plan, model_broadcast):
                 stats.sample_memory()
                 # Under several devices the model is built, and trains, data-parallel.
                 with parallel.scope(distribution):
-                    model = model_from_bytes(model_broadcast.value, plan.custom_objects)
+                    model, warm = warm_model.take(model_broadcast.value, plan.custom_objects,
+                                                  reusable=distribution is None)
                     if stream is None:
                         replica = Replica(model, x, y, plan.batch_size, seed, shards=len(names))
                         validate = _memory_validation(replica, validation)
@@ -303,6 +308,8 @@ def make_train_task(plan, model_broadcast):
                     exchange.start(weights, start["version"])
                     epochs_trained = _run_epochs(plan, replica, exchange, client, worker,
                                                  validate, start, reporter, stats)
+                warm_model.keep(model, model_broadcast.value, plan.custom_objects,
+                                reusable=distribution is None)
             except DataContentError as error:
                 # Reported before it is raised: the fit ends naming the column, not a trace.
                 client.call("fail", {**worker, "message": str(error)}, [])
@@ -319,7 +326,7 @@ def make_train_task(plan, model_broadcast):
             [{**worker, **identity, "samples": replica.num_samples,
               "validation_samples": validation_samples,
               "epochs_trained": epochs_trained, "gpus": list(setup.pinned.gpus), "devices": names,
-              "data": kind, **stats.as_dict()}],
+              "data": kind, **stats.as_dict(), "warm_model": warm}],
             schema=SUMMARY_SCHEMA,
         )
 

@@ -129,3 +129,21 @@ def test_predict_raw_outputs_and_no_probability_column(digits, trained):
     )
     with pytest.raises(ValueError, match="Received: probability_col='label'"):
         spark_model.predict(test_df, probability_col="label")
+
+
+def test_a_refit_reuses_the_workers_compiled_model_and_goes_on_training(digits):
+    from sparkeras import SparkModel
+
+    train_df, test_df = digits
+    x_test, y_test = digits_arrays(test_df)
+    spark_model = SparkModel(dense_classifier(), num_workers=2)
+    spark_model.fit(train_df, epochs=1, batch_size=32, verbose=0)
+    first = {row["pid"] for row in spark_model.training_summary}
+    loss_after_one = spark_model.model.evaluate(x_test, y_test, verbose=0)[0]
+    spark_model.fit(train_df, epochs=2, batch_size=32, verbose=0)
+    second = spark_model.training_summary
+    # Spark hands the refit's tasks its idle Python workers: those of the first fit
+    # kept its model (docs/data-path.md, "A refit reuses the traced model").
+    assert first & {row["pid"] for row in second}
+    assert all(row["warm_model"] for row in second if row["pid"] in first), second
+    assert spark_model.model.evaluate(x_test, y_test, verbose=0)[0] < loss_after_one

@@ -29,3 +29,24 @@ def test_round_means_equal_evaluate_when_weights_do_not_move(steps):
     assert samples == len(y)
     assert means["accuracy"] == pytest.approx(expected["accuracy"], abs=1e-6)
     assert means["loss"] == pytest.approx(expected["loss"], rel=1e-5)
+
+
+class _Warnings:
+    def __init__(self):
+        self.kinds = []
+
+    def add_warning(self, kind, message):
+        self.kinds.append(kind)
+
+
+@pytest.mark.parametrize("waited, trained, warned", [
+    (3.0, 4.0, True),    # 43 % of the epoch waiting for input
+    (1.0, 10.0, False),  # under a quarter
+    (0.04, 0.01, False),  # a few rows: most of it waiting, but under a second
+])
+def test_input_bound_warning_needs_a_quarter_of_the_epoch_and_a_second(waited, trained, warned):
+    from sparkeras.worker.train import _warn_if_input_bound
+
+    reporter = _Warnings()
+    _warn_if_input_bound(reporter, 0, (0.0, 0.0), (waited, trained))
+    assert reporter.kinds == (["InputBound"] if warned else [])
