@@ -252,14 +252,13 @@ def make_train_task(plan, model_broadcast):
 
         from sparkeras.data import DataContentError
         from sparkeras.ps import ParameterClient
-        from sparkeras.worker import parallel
+        from sparkeras.worker import parallel, warm_model
         from sparkeras.worker.exchange import make_exchange
         from sparkeras.worker.input_stream import InputStats, TrainingInput
         from sparkeras.worker.progress import ProgressReporter, quiet_worker
         from sparkeras.worker.replica import Replica
         from sparkeras.worker.stream_replica import StreamReplica
         from sparkeras.worker.task_setup import set_up_task
-        from sparkeras.worker import warm_model
 
         context = TaskContext.get()
         setup = set_up_task(plan.backend, plan.devices_per_task)

@@ -94,9 +94,9 @@ def _copy_state(source, target):
     """Copies every variable of `source` into `target`; False if their layouts differ."""
     import keras
 
-    pairs = list(zip(source.variables, target.variables))
     if len(source.variables) != len(target.variables):
         return False
+    pairs = list(zip(source.variables, target.variables, strict=True))
     source_optimizer, target_optimizer = source.optimizer, target.optimizer
     if (source_optimizer is None) != (target_optimizer is None):
         return False
@@ -107,7 +107,7 @@ def _copy_state(source, target):
                 optimizer.build(model.trainable_variables)
         if len(source_optimizer.variables) != len(target_optimizer.variables):
             return False
-        pairs += zip(source_optimizer.variables, target_optimizer.variables)
+        pairs += zip(source_optimizer.variables, target_optimizer.variables, strict=True)
     if any(tuple(s.shape) != tuple(t.shape) or s.dtype != t.dtype for s, t in pairs):
         return False
     for source_variable, target_variable in pairs:
