@@ -10,7 +10,7 @@ Runs, in one go on an embedded `local[2]` Spark with 2 workers:
      cached in 6 partitions (warm session); the intercept of time over
      epochs, (3 * t1 - t3) / 2, with data="auto", for a new model at each
      fit and for one SparkModel fitted again (its workers keep its traced
-     training step);
+     training step), and for that refit with data="stream";
   3. a 5-epoch fit on that frame vs the best single-process Keras (default
      threads or one thread, each in a fresh process), with test accuracy,
      streaming ("auto") and then in memory (the full shuffle), to compare
@@ -126,6 +126,7 @@ def main():
     frame.count()
     results.append(fixed_cost(frame, "auto", refit=False))
     results.append(fixed_cost(frame, "auto", refit=True))
+    results.append(fixed_cost(frame, "stream", refit=True))
     single = max((run_single_subprocess(args.rows, 5, threads) for threads in (0, 1)),
                  key=lambda r: r["samples_per_s"])
     test = make_data(10_000, seed=1)

@@ -4,14 +4,15 @@ Shuffle bytes are read from Spark's own monitoring REST API (the live UI of
 the test session), for the stages of the jobs each fit ran.
 """
 
+import contextlib
 import json
 import os
+import socket
 import threading
 import urllib.request
 
 import pytest
 from helpers import TESTS_DIR, dense_classifier
-from ps_helpers import wait_for
 
 pytestmark = pytest.mark.spark
 
@@ -93,34 +94,40 @@ def test_the_shuffle_is_measured_where_a_frame_has_fewer_partitions_than_workers
     assert stages == 2 and moved > 0  # one partition cannot be split without an exchange
 
 
-def test_tasks_that_cannot_all_start_end_the_fit_with_a_clear_error(spark, six_partitions,
-                                                                    tmp_path):
+def test_tasks_that_cannot_all_start_end_the_fit_with_a_clear_error(spark, six_partitions):
     """Another job holds one of the two slots: the fit's first task waits, then the fit stops."""
     from sparkeras import TrainingConfig
 
-    held, release = str(tmp_path / "held"), str(tmp_path / "release")
+    # The blocker task holds its slot until the test closes the connection it opened.
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(120)
+    port = listener.getsockname()[1]
 
     def hold_a_slot(batches):
-        import time
+        import socket
 
-        open(held, "w").close()
-        while not os.path.exists(release):
-            time.sleep(0.05)
+        with socket.create_connection(("127.0.0.1", port), timeout=300) as connection:
+            connection.recv(1)  # returns when the test closes its end
         yield from batches
 
-    blocker = threading.Thread(
-        target=lambda: spark.range(1, numPartitions=1).mapInArrow(hold_a_slot, "id long")
-        .collect(), daemon=True)
+    def run_blocker():
+        with contextlib.suppress(Exception):  # the test has ended the wait either way
+            spark.range(1, numPartitions=1).mapInArrow(hold_a_slot, "id long").collect()
+
+    blocker = threading.Thread(target=run_blocker, daemon=True)
     blocker.start()
+    connection = None
     try:
-        wait_for(lambda: os.path.exists(held), timeout_s=120)
+        connection, _ = listener.accept()  # the blocker task runs: it holds one slot
         train, _ = six_partitions
         spark_model = _model(config=TrainingConfig(start_timeout_s=3))
         with pytest.raises(TimeoutError, match=r"Only 1 of the fit's 2 training tasks started "
                                                r"within 3 s.*fewer free task slots"):
             spark_model.fit(train, epochs=1, batch_size=32, verbose=0)
     finally:
-        open(release, "w").close()
+        if connection is not None:
+            connection.close()
+        listener.close()
         blocker.join(120)
 
 
