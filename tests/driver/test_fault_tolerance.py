@@ -56,7 +56,9 @@ def test_killed_worker_resumes_from_the_last_round(frames, mode, caplog, monkeyp
     assert all(row["pid"] != killer.killed for row in spark_model.training_summary)
     accuracies = _accuracy(spark_model.model, test), _accuracy(undisturbed.model, test)
     print(f"{mode}: accuracy after the kill {accuracies[0]:.4f}, undisturbed {accuracies[1]:.4f}")
-    assert abs(accuracies[0] - accuracies[1]) <= 0.02, accuracies
+    # The kill must not cost accuracy. One-sided: asynchronous runs vary with timing, and a
+    # loaded machine has made the resumed run 2.03 points *better* than the undisturbed one.
+    assert accuracies[0] >= accuracies[1] - 0.02, accuracies
 
 
 _DRIVER_SCRIPT = r"""
