@@ -11,7 +11,11 @@ Runs, in one go on an embedded `local[2]` Spark with 2 workers:
      epochs, (3 * t1 - t3) / 2, with data="auto", for a new model at each
      fit and for one SparkModel fitted again (its workers keep its traced
      training step), and for that refit with data="stream";
-  3. a 5-epoch fit on that frame vs the best single-process Keras (default
+  3. Spark's own floor under that fixed cost: the median time (and the
+     Spark JVM's CPU seconds) of a job over 2 rows, and of a job that reads
+     the cached frame as a fit does (2 tasks over the coalesced 6
+     partitions) and discards it; 5 timed jobs of each after one warm-up;
+  4. a 5-epoch fit on that frame vs the best single-process Keras (default
      threads or one thread, each in a fresh process), with test accuracy,
      streaming ("auto") and then in memory (the full shuffle), to compare
      the accuracy of the two shuffles.
@@ -90,6 +94,47 @@ def fixed_cost(frame, data, refit):
     return row
 
 
+def _drain(batches):
+    """A job's task that reads its partition and trains nothing: one row, the rows read."""
+    import pyarrow as pa
+
+    yield pa.RecordBatch.from_pydict({"rows": [sum(batch.num_rows for batch in batches)]})
+
+
+def _jvm_cpu_seconds(spark):
+    pid = spark._jvm.java.lang.ProcessHandle.current().pid()
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def spark_floor(spark, frame, jobs=5):
+    """What any fit pays Spark before it trains: a job, and reading its frame once.
+
+    The frame is read as the training job reads it (sparkeras.placement):
+    one task per worker over the 6 cached partitions, coalesced.
+    """
+    import statistics
+
+    from sparkeras.placement import worker_frame
+
+    grouped, _ = worker_frame(frame, 2)
+    row = {"figure": "spark_floor"}
+    for name, job in [("empty_job", spark.range(2, numPartitions=2)), ("read_job", grouped)]:
+        walls, cpu = [], []
+        for attempt in range(jobs + 1):
+            cpu_before, start = _jvm_cpu_seconds(spark), time.perf_counter()
+            rows = job.mapInArrow(_drain, "rows long").collect()
+            if attempt:  # the first is a warm-up
+                walls.append(time.perf_counter() - start)
+                cpu.append(_jvm_cpu_seconds(spark) - cpu_before)
+        assert sum(r.rows for r in rows) == (2 if name == "empty_job" else frame.count())
+        row[f"{name}_s"] = round(statistics.median(walls), 2)
+        row[f"{name}_jvm_cpu_s"] = round(statistics.median(cpu), 2)
+    print(json.dumps(row), flush=True)
+    return row
+
+
 def five_epochs(frame, test, rows, single, data="auto"):
     spark_model, seconds = _fit(frame, 5, data)
     accuracy = spark_model.model.evaluate(*test, verbose=0, return_dict=True)["accuracy"]
@@ -124,6 +169,7 @@ def main():
         return _summary(spark, results)
     frame = to_frame(spark, *make_data(args.rows)).repartition(6).cache()
     frame.count()
+    results.append(spark_floor(spark, frame))
     results.append(fixed_cost(frame, "auto", refit=False))
     results.append(fixed_cost(frame, "auto", refit=True))
     results.append(fixed_cost(frame, "stream", refit=True))

@@ -17,6 +17,9 @@ LeNet-5-style CNN on the 8x8 images) it trains, with the same epoch budget:
 - DNS on Spark: the same two phases through `SparkModel(..., num_workers=2,
   frequency="batch", pruning=DNS(...))`, each worker taking batches of
   32 / workers rows: the same global batch and steps as locally.
+`--match-spark-compression` adds a local DNS run with c shifted until its
+compression is the Spark run's (to compare accuracy at the same compression);
+`--at-compression X` runs only local DNS, with its defaults and shifted to X.
 It prints one JSON line per run and a Markdown table (accuracy on the 25 %
 held out, compression = prunable weights / weights kept, gzip size of the
 stripped `.keras` file).
@@ -101,8 +104,63 @@ def rates(steps_per_epoch, iter_stop):
         lambda epoch, rate: DNS_RATE if epoch < switch else RETRAIN_RATE)
 
 
+def local_dns(kind, data, epochs, dns_settings, seed=1, name="DNS"):
+    """The local DNS run: dense warm-up, then `DNS(**dns_settings)`; (its row, the DNS)."""
+    from sparkeras.pruning import DNS
+
+    x_train, _, y_train, _ = data
+    steps = -(-len(x_train) // BATCH)
+    warm, rest = phases(epochs)
+    started = time.perf_counter()
+    pruned = build(kind, seed)
+    pruned.fit(x_train, y_train, epochs=warm, batch_size=BATCH, verbose=0)
+    pruning = DNS(**dns_settings)
+    pruned.fit(x_train, y_train, epochs=rest, batch_size=BATCH, verbose=0,
+               callbacks=[rates(steps, pruning.iter_stop), pruning])
+    return result(name, kind, pruned, data, time.perf_counter() - started,
+                  settings=dns_settings), pruning
+
+
+def local_at_compression(kind, data, epochs, dns_settings, first, target, seed=1, tries=4):
+    """Local DNS with its c shifted until the compression is within 3 % of `target`.
+
+    `first` is the local DNS row at `dns_settings`. Compression grows with c;
+    a secant on log(compression) over the shift (both c_rate and conv_c_rate
+    move by it) gets there in two or three runs. Returns the closest run's row.
+    """
+    import math
+
+    from sparkeras.pruning import DNS
+
+    if not math.isfinite(target) or not math.isfinite(first["compression"]):
+        raise ValueError(f"Cannot search for a compression of {target} from "
+                         f"{first['compression']}: a run pruned every weight (too few epochs "
+                         "before pruning?); train longer first (--epochs).")
+    base = DNS(**dns_settings)
+    points = [(0.0, math.log(first["compression"]))]
+    slope = 1.0  # d log(compression) / d c, about, for the MLP's Dense layers
+    best = first
+    for _ in range(tries):
+        shift, logged = points[-1]
+        if abs(logged - math.log(target)) < math.log(1.03):
+            break
+        shift += (math.log(target) - logged) / slope
+        settings = {**dns_settings, "c_rate": round(base.c_rate + shift, 3),
+                    "conv_c_rate": round(base.conv_c_rate + shift, 3)}
+        row, _ = local_dns(kind, data, epochs, settings, seed,
+                           name=f"DNS(c_rate={settings['c_rate']}), aimed at {target:.1f}x")
+        if not math.isfinite(row["compression"]):
+            break  # c too high: every weight pruned
+        points.append((shift, math.log(row["compression"])))
+        (s0, l0), (s1, l1) = points[-2:]
+        slope = max((l1 - l0) / (s1 - s0), 0.2) if s1 != s0 else slope
+        if abs(math.log(row["compression"] / target)) < abs(math.log(best["compression"] / target)):
+            best = row
+    return best
+
+
 def local_runs(kind, data, epochs, dns_settings, seed=1):
-    from sparkeras.pruning import DNS, magnitude
+    from sparkeras.pruning import magnitude
 
     x_train, _, y_train, _ = data
     steps = -(-len(x_train) // BATCH)
@@ -113,14 +171,7 @@ def local_runs(kind, data, epochs, dns_settings, seed=1):
     dense.fit(x_train, y_train, epochs=epochs, batch_size=BATCH, verbose=0)
     rows.append(result("dense", kind, dense, data, time.perf_counter() - started))
 
-    started = time.perf_counter()
-    pruned = build(kind, seed)
-    pruned.fit(x_train, y_train, epochs=warm, batch_size=BATCH, verbose=0)
-    pruning = DNS(**dns_settings)
-    pruned.fit(x_train, y_train, epochs=rest, batch_size=BATCH, verbose=0,
-               callbacks=[rates(steps, pruning.iter_stop), pruning])
-    dns_row = result("DNS", kind, pruned, data, time.perf_counter() - started,
-                     settings=dns_settings)
+    dns_row, pruning = local_dns(kind, data, epochs, dns_settings, seed)
     rows.append(dns_row)
 
     started = time.perf_counter()
@@ -189,6 +240,10 @@ def main():
     parser.add_argument("--cnn-c-rate", type=float, default=2.4,
                         help="DNS c_rate of the CNN's Dense layers (the MLP uses DNS())")
     parser.add_argument("--cnn-conv-c-rate", type=float, default=1.2)
+    parser.add_argument("--match-spark-compression", action="store_true",
+                        help="also run local DNS with c shifted to the Spark run's compression")
+    parser.add_argument("--at-compression", type=float, metavar="X",
+                        help="only local DNS: with its defaults, then with c shifted to X")
     args = parser.parse_args()
     data = digits()
     settings = {"mlp": {},
@@ -196,9 +251,18 @@ def main():
     rows = []
     for kind in args.models.split(","):
         epochs = args.epochs if kind == "mlp" else args.cnn_epochs
-        rows += local_runs(kind, data, epochs, settings[kind], args.seed)
+        if args.at_compression:
+            first = local_dns(kind, data, epochs, settings[kind], args.seed)[0]
+            rows += [first, local_at_compression(kind, data, epochs, settings[kind], first,
+                                                 args.at_compression, args.seed)]
+            continue
+        local = local_runs(kind, data, epochs, settings[kind], args.seed)
+        rows += local
         if not args.no_spark:
             rows += spark_run(kind, data, epochs, settings[kind], args.workers, args.seed)
+            if args.match_spark_compression:
+                rows.append(local_at_compression(kind, data, epochs, settings[kind], local[1],
+                                                 rows[-1]["compression"], args.seed))
     print(table(rows))
 
 

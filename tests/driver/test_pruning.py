@@ -389,10 +389,11 @@ def test_a_relaunched_fit_keeps_the_masks_and_the_schedule(spark, digits, tmp_pa
     assert sm.evaluate(test_df)["accuracy"] > 0.3
 
 
-def test_two_devices_per_task_prune_with_the_same_masks(tmp_path):
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_two_devices_per_task_prune_with_the_same_masks(tmp_path, backend):
     import pyspark
 
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3",
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3",
            "SPARK_HOME": os.path.dirname(pyspark.__file__), "SPARK_LOCAL_IP": "127.0.0.1",
            "PYSPARK_PYTHON": sys.executable, "SPARKERAS_PRUNING_RECORD": str(tmp_path),
            "PYTHONPATH": os.pathsep.join(filter(None, [os.path.dirname(HERE), HERE,
