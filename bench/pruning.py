@@ -237,8 +237,10 @@ def main():
     parser.add_argument("--models", default="mlp,cnn")
     parser.add_argument("--no-spark", action="store_true")
     parser.add_argument("--seed", type=int, default=1, help="the models' initialisation seed")
+    parser.add_argument("--mlp-c-rate", type=float,
+                        help="DNS c_rate of the MLP (default: DNS()'s own)")
     parser.add_argument("--cnn-c-rate", type=float, default=2.4,
-                        help="DNS c_rate of the CNN's Dense layers (the MLP uses DNS())")
+                        help="DNS c_rate of the CNN's Dense layers")
     parser.add_argument("--cnn-conv-c-rate", type=float, default=1.2)
     parser.add_argument("--match-spark-compression", action="store_true",
                         help="also run local DNS with c shifted to the Spark run's compression")
@@ -246,7 +248,7 @@ def main():
                         help="only local DNS: with its defaults, then with c shifted to X")
     args = parser.parse_args()
     data = digits()
-    settings = {"mlp": {},
+    settings = {"mlp": {} if args.mlp_c_rate is None else {"c_rate": args.mlp_c_rate},
                 "cnn": {"c_rate": args.cnn_c_rate, "conv_c_rate": args.cnn_conv_c_rate}}
     rows = []
     for kind in args.models.split(","):
