@@ -230,6 +230,7 @@ def table(rows):
 
 
 def main():
+    global DNS_RATE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=60, help="MLP epoch budget")
     parser.add_argument("--cnn-epochs", type=int, default=60, help="CNN epoch budget")
@@ -237,6 +238,9 @@ def main():
     parser.add_argument("--models", default="mlp,cnn")
     parser.add_argument("--no-spark", action="store_true")
     parser.add_argument("--seed", type=int, default=1, help="the models' initialisation seed")
+    parser.add_argument("--iter-stop", type=int, help="DNS iter_stop (default: DNS()'s own)")
+    parser.add_argument("--pruning-rate", type=float, default=DNS_RATE,
+                        help="the learning rate while the masks change")
     parser.add_argument("--mlp-c-rate", type=float,
                         help="DNS c_rate of the MLP (default: DNS()'s own)")
     parser.add_argument("--cnn-c-rate", type=float, default=2.4,
@@ -247,9 +251,13 @@ def main():
     parser.add_argument("--at-compression", type=float, metavar="X",
                         help="only local DNS: with its defaults, then with c shifted to X")
     args = parser.parse_args()
+    DNS_RATE = args.pruning_rate  # read by rates() in every run
     data = digits()
     settings = {"mlp": {} if args.mlp_c_rate is None else {"c_rate": args.mlp_c_rate},
                 "cnn": {"c_rate": args.cnn_c_rate, "conv_c_rate": args.cnn_conv_c_rate}}
+    if args.iter_stop is not None:
+        settings = {kind: {**value, "iter_stop": args.iter_stop}
+                    for kind, value in settings.items()}
     rows = []
     for kind in args.models.split(","):
         epochs = args.epochs if kind == "mlp" else args.cnn_epochs
