@@ -7,9 +7,10 @@ Run from the repository root:
 For each model (an MLP 64-300-100-10, the LeNet-300-100 shape, and a small
 LeNet-5-style CNN on the 8x8 images) it trains, with the same epoch budget:
 - dense: all epochs with Adam(1e-3);
-- DNS: a third of the epochs dense, then `DNS()` (its defaults) for the rest:
-  Adam(5e-3) while the masks change, until `iter_stop` (1000 steps, about 23
-  of the 40 epochs), then retraining with the masks fixed at Adam(1e-3);
+- DNS: a third of the epochs dense, then `DNS()` (its defaults: thresholds
+  ramping up over the first 500 steps) for the rest: Adam(5e-3) while the
+  masks change, until `iter_stop` (1000 steps, about 23 of the 40 epochs),
+  then retraining with the masks fixed at Adam(1e-3);
 - magnitude: the same, with `magnitude(final_sparsity=...)` set to DNS's
   compression, reached at the same step as DNS's `iter_stop`;
 - dense on Spark: all epochs through `SparkModel(..., num_workers=2,

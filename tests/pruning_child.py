@@ -61,7 +61,7 @@ def multidevice(path):
         "local[2]", conf={"spark.python.worker.reuse": "false", "spark.driver.host": "127.0.0.1"}
     )
     train_df, test_df = digits_frames(spark)
-    pruning = DNS(c_rate=1.0)
+    pruning = DNS(c_rate=1.0, ramp=0)
     sm = SparkModel(dense_classifier(), num_workers=2, frequency=4, pruning=pruning,
                     config=TrainingConfig(devices_per_task=2))
     sm.fit(train_df, epochs=2, batch_size=32, verbose=0)

@@ -21,14 +21,16 @@ from sparkeras.pruning.masks import magnitude_mask, polynomial_sparsity, prunabl
 from sparkeras.pruning.surgery import Surgery
 
 
-def _number(name, value, low=None, integer=False):
+def _number(name, value, low=None, integer=False, high=None):
     kind = numbers.Integral if integer else numbers.Real
-    if not isinstance(value, kind) or isinstance(value, bool) or (low is not None
-                                                                   and value < low):
+    if (not isinstance(value, kind) or isinstance(value, bool)
+            or (low is not None and value < low) or (high is not None and value > high)):
         wanted = "an int" if integer else "a number"
+        bounds = (f" in [{low}, {high}]" if high is not None
+                  else "" if low is None else f" >= {low}")
         raise ValueError(
-            f"A pruning setting is out of range: {name} must be {wanted}"
-            f"{'' if low is None else f' >= {low}'}. Received: {name}={value!r}"
+            f"A pruning setting is out of range: {name} must be {wanted}{bounds}. "
+            f"Received: {name}={value!r}"
         )
     return value
 
@@ -43,7 +45,9 @@ class DNS(keras.callbacks.Callback):
     deviation of the layer's |W| when pruning starts. Masked weights keep
     receiving gradient steps. Masks are updated after each step with
     probability `(1 + gamma * iteration) ** (-power)`, never from `iter_stop`
-    steps on (the model then retrains with fixed masks).
+    steps on (the model then retrains with fixed masks). Unlike the paper,
+    the thresholds rise linearly from 0 to `a` and `b` over the first
+    `ramp * iter_stop` steps (`ramp=0` applies them from the first step).
 
     Args:
         c_rate: c for Dense layers (>= 0 prunes more than the mean |W|).
@@ -51,6 +55,8 @@ class DNS(keras.callbacks.Callback):
         gamma: Decay of the update probability.
         power: Exponent of the update probability.
         iter_stop: Training steps after which masks no longer change.
+        ramp: Share of `iter_stop`, in [0, 1], over which the thresholds
+            rise to their full value.
         layers: Names of the layers to prune; None for every Dense and
             convolution layer.
         seed: Seed of the update draws.
@@ -61,14 +67,15 @@ class DNS(keras.callbacks.Callback):
     >>> print(sparkeras.pruning.report(model))
     """
 
-    def __init__(self, c_rate=3.5, conv_c_rate=2.0, gamma=1e-4, power=1.0, iter_stop=1000,
-                 layers=None, seed=0):
+    def __init__(self, c_rate=7.0, conv_c_rate=2.0, gamma=1e-4, power=1.0, iter_stop=1000,
+                 ramp=0.5, layers=None, seed=0):
         super().__init__()
         self.c_rate = _number("c_rate", c_rate, low=0)
         self.conv_c_rate = _number("conv_c_rate", conv_c_rate, low=0)
         self.gamma = _number("gamma", gamma, low=0)
         self.power = _number("power", power, low=0)
         self.iter_stop = _number("iter_stop", iter_stop, low=0, integer=True)
+        self.ramp = _number("ramp", ramp, low=0, high=1)
         self.seed = _number("seed", seed, integer=True)
         if layers is not None and (isinstance(layers, str) or not all(
                 isinstance(name, str) for name in layers)):
@@ -90,8 +97,8 @@ class DNS(keras.callbacks.Callback):
         3.0
         """
         return {"c_rate": self.c_rate, "conv_c_rate": self.conv_c_rate, "gamma": self.gamma,
-                "power": self.power, "iter_stop": self.iter_stop, "layers": self.layers,
-                "seed": self.seed}
+                "power": self.power, "iter_stop": self.iter_stop, "ramp": self.ramp,
+                "layers": self.layers, "seed": self.seed}
 
     def start(self, model):
         """Begins (or continues) pruning `model`; its kernels then hold `W * T`.

@@ -9,6 +9,11 @@ and sigma the mean and standard deviation of |W| when pruning starts,
 an entry of the mask T becomes 0 where |W| < a, 1 where |W| >= b, and keeps
 its value in between. The masks are updated with probability
 `(1 + gamma * iteration) ** (-power)`, and never from `iter_stop` on.
+
+sparkeras adds one thing to the paper: the thresholds can rise linearly from
+0 to `a` and `b` over the first `ramp * iter_stop` steps (`ramp_scale`), so a
+layer is pruned gradually and its kept weights grow while the others go,
+instead of losing most of them at the first step.
 """
 
 import numpy as np
@@ -54,6 +59,21 @@ def update_probability(iteration, gamma, power):
     0.5
     """
     return (1.0 + gamma * iteration) ** (-power)
+
+
+def ramp_scale(iteration, ramp_steps):
+    """The share of its full thresholds a DNS update applies at `iteration`.
+
+    Rises linearly to 1 at step `ramp_steps - 1`; 1 throughout when
+    `ramp_steps` is under 1 (the paper's thresholds from the first step).
+
+    Example:
+    >>> ramp_scale(99, 400), ramp_scale(399, 400), ramp_scale(0, 0)
+    (0.25, 1.0, 1.0)
+    """
+    if ramp_steps < 1:
+        return 1.0
+    return min(1.0, (iteration + 1) / ramp_steps)
 
 
 def draws_update(draw, iteration, gamma, power, iter_stop):

@@ -9,7 +9,7 @@ import logging
 
 import numpy as np
 
-from sparkeras.pruning.masks import draws_update, round_draw, thresholds, update_mask
+from sparkeras.pruning.masks import draws_update, ramp_scale, round_draw, thresholds, update_mask
 
 
 class Surgery:
@@ -17,7 +17,7 @@ class Surgery:
 
     Args:
         config: dict with `c_rate`, `conv_c_rate`, `gamma`, `power`,
-            `iter_stop` and `seed` (`DNS.get_config()`).
+            `iter_stop`, `ramp` and `seed` (`DNS.get_config()`).
         kernels: `(weight index, layer name, kind)` triples, from
             `masks.prunable_kernels`.
 
@@ -33,6 +33,7 @@ class Surgery:
         self.limits = []  # (a, b) per kernel
         self.masks = []  # uint8 arrays, one per kernel
         self.iteration = 0
+        self._warned = set()  # layers already reported as wholly pruned
 
     @property
     def started(self):
@@ -45,25 +46,37 @@ class Surgery:
             thresholds(weights[index], self._c_rate(kind)) for index, _, kind in self.kernels
         ]
         self.masks = [np.ones(np.shape(weights[index]), np.uint8) for index, _, _ in self.kernels]
-        for (index, name, _), (a, _) in zip(self.kernels, self.limits, strict=True):
-            if a > np.abs(weights[index]).max():
-                logging.getLogger("sparkeras").warning(
-                    "DNS prunes every weight of layer %r at first (threshold %.3g above its "
-                    "largest |W|): start pruning from a trained model, or lower c_rate.",
-                    name, a)
 
     def update(self, weights, draw, iteration):
-        """Updates the masks from the dense `weights` if `draw` says so; returns whether."""
+        """Updates the masks from the dense `weights` if `draw` says so; returns whether.
+
+        The thresholds applied are the full ones times `ramp_scale` (DNS's
+        `ramp`, a share of `iter_stop`).
+        """
         config = self.config
         if not draws_update(draw, iteration, config["gamma"], config["power"],
                             config["iter_stop"]):
             return False
+        # A checkpoint written before `ramp` existed pruned without one.
+        scale = ramp_scale(iteration, config.get("ramp", 0.0) * config["iter_stop"])
         self.masks = [
-            update_mask(mask, weights[index], a, b)
+            update_mask(mask, weights[index], scale * a, scale * b)
             for mask, (index, _, _), (a, b) in zip(self.masks, self.kernels, self.limits,
                                                    strict=True)
         ]
+        self._warn_about_emptied_layers(iteration, scale)
         return True
+
+    def _warn_about_emptied_layers(self, iteration, scale):
+        for mask, (_, name, _), (a, b) in zip(self.masks, self.kernels, self.limits,
+                                              strict=True):
+            if name not in self._warned and not mask.any():
+                self._warned.add(name)
+                logging.getLogger("sparkeras").warning(
+                    "DNS pruned every weight of layer %r at step %d (every |W| is below the "
+                    "threshold %.3g); the layer passes nothing until a weight grows back past "
+                    "%.3g. Start pruning from a trained model, or lower c_rate (conv_c_rate "
+                    "for convolutions).", name, iteration, scale * a, scale * b)
 
     def after_round(self, weights, round_id, steps_per_round):
         """The mask update of a distributed fit after global round `round_id`.

@@ -15,6 +15,7 @@ from sparkeras.pruning import DNS, magnitude, report, strip
 from sparkeras.pruning.masks import (
     draws_update,
     polynomial_sparsity,
+    ramp_scale,
     round_draw,
     thresholds,
     update_mask,
@@ -56,6 +57,37 @@ def test_update_probability_and_iter_stop():
     assert round_draw(3, 7) == round_draw(3, 7) != round_draw(3, 8)
 
 
+def test_ramp_raises_the_thresholds_step_by_step():
+    assert [ramp_scale(i, 4) for i in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    assert ramp_scale(0, 0) == 1.0
+    # |W| = [1, 2, 3, 4] with c = 0: full a = 2.25, b = 2.75. ramp 0.5 of iter_stop 8 is
+    # 4 steps: a = 0.5625, 1.125, 1.6875, then 2.25.
+    config = {**DNS(c_rate=0.0, iter_stop=8, ramp=0.5).get_config(), "gamma": 0.0}
+    surgery = Surgery(config, [(0, "dense", "dense")])
+    weights = [np.array([1.0, -2.0, 3.0, -4.0])]
+    surgery.start(weights)
+    masks = []
+    for iteration in range(4):
+        surgery.update(weights, 0.0, iteration)
+        masks.append(surgery.masks[0].tolist())
+    assert masks == [[1, 1, 1, 1], [0, 1, 1, 1], [0, 1, 1, 1], [0, 0, 1, 1]]
+    assert surgery.limits[0] == pytest.approx((2.25, 2.75))  # the full thresholds are kept
+
+
+def test_a_wholly_pruned_layer_is_reported_once(caplog):
+    import logging
+
+    surgery = Surgery(DNS(c_rate=5.0, ramp=0).get_config(), [(0, "dense_9", "dense")])
+    weights = [np.array([0.1, -0.2, 0.3, -4.0])]
+    surgery.start(weights)
+    with caplog.at_level(logging.WARNING, logger="sparkeras"):
+        surgery.update(weights, 0.0, 0)
+        surgery.update(weights, 0.0, 1)
+    assert not surgery.masks[0].any()
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1 and "DNS pruned every weight of layer 'dense_9'" in messages[0]
+
+
 def test_polynomial_schedule():
     assert polynomial_sparsity(5, 0.9, 10, 110) == 0.0
     assert polynomial_sparsity(60, 0.9, 10, 110) == pytest.approx(0.9 * (1 - 0.5 ** 3))
@@ -78,7 +110,7 @@ def _one_kernel_model(kernel):
 def test_callback_splices_a_weight_that_grew_back(iter_stop, mask, kernel):
     # Thresholds from |W| = [1, 1, 3, 3] with c = 0.5: a = 2.25, b = 2.75, mask [0, 0, 1, 1].
     model = _one_kernel_model([1.0, 1.0, 3.0, 3.0])
-    pruning = DNS(c_rate=0.5, gamma=0.0, iter_stop=iter_stop)
+    pruning = DNS(c_rate=0.5, gamma=0.0, iter_stop=iter_stop, ramp=0)
     # One step at the masked weights [0, 0, 3, 3]: prediction 6, target 100, so the MSE
     # gradient is 2 * (6 - 100) = -188 for every entry; SGD(0.01) adds 1.88 to all of W.
     model.fit(np.ones((1, 4), "float32"), np.array([[100.0]], "float32"), epochs=1,
@@ -229,6 +261,8 @@ def test_bad_settings_are_refused():
     with pytest.raises(ValueError,
                        match=r"out of range: c_rate must be a number >= 0.*Received: c_rate=-1"):
         DNS(c_rate=-1)
+    with pytest.raises(ValueError, match=r"ramp must be a number in \[0, 1\]. Received: ramp=2"):
+        DNS(ramp=2)
     with pytest.raises(ValueError, match="final_sparsity must be a number in"):
         magnitude(final_sparsity=1.5)
     with pytest.raises(ValueError, match="layers must be a list of layer names"):
@@ -280,7 +314,7 @@ def test_distributed_masks_agree_on_every_worker_and_the_driver(spark, digits, t
 
     monkeypatch.setenv("SPARKERAS_PRUNING_RECORD", str(tmp_path))
     train_df, test_df = digits
-    pruning = DNS(c_rate=1.0)
+    pruning = DNS(c_rate=1.0, iter_stop=40)  # the thresholds ramp up over 20 steps
     sm = SparkModel(dense_classifier(), num_workers=2, frequency=5, pruning=pruning)
     sm.fit(train_df, epochs=3, batch_size=32, verbose=0, checkpoint_dir=str(tmp_path / "ck"))
     for epoch in range(3):
@@ -303,7 +337,7 @@ def test_distributed_masks_agree_on_every_worker_and_the_driver(spark, digits, t
         np.testing.assert_array_equal(saved, mask)
 
     # A new driver resumes with the checkpoint's thresholds, masks and position.
-    resumed = DNS(c_rate=1.0)
+    resumed = DNS(c_rate=1.0, iter_stop=40)
     sm2 = SparkModel(dense_classifier(seed=5), num_workers=2, frequency=5, pruning=resumed)
     sm2.fit(train_df, epochs=4, batch_size=32, verbose=0, checkpoint_dir=str(tmp_path / "ck"),
             resume=True)
@@ -320,7 +354,7 @@ def test_keras_estimator_prunes(spark, digits):
 
     frame, _ = digits
     estimator = KerasEstimator(model=dense_classifier(), epochs=2, numWorkers=2,
-                               pruning=DNS(c_rate=1.0))
+                               pruning=DNS(c_rate=1.0, ramp=0))
     assert estimator.getPruning().c_rate == 1.0
     with pytest.raises(TypeError, match="pruning must be a sparkeras.pruning.DNS"):
         KerasEstimator(model=dense_classifier(), pruning="dns")
@@ -361,7 +395,7 @@ def test_a_relaunched_fit_keeps_the_masks_and_the_schedule(spark, digits, tmp_pa
     train = train_df.repartition(2).cache()
     rows = train.rdd.glom().map(len).collect()
     steps = -(-max(rows) // 32)  # frequency=1: one round per step, rounds set by the larger
-    pruning = DNS(c_rate=1.0)
+    pruning = DNS(c_rate=1.0, ramp=0)
     sm = SparkModel(dense_classifier(), num_workers=2, frequency=1, pruning=pruning)
     killer = _KillWorkerMidEpoch(sm, steps)
     with caplog.at_level(logging.WARNING, logger="sparkeras"):
