@@ -21,6 +21,8 @@ LeNet-5-style CNN on the 8x8 images) it trains, with the same epoch budget:
 `--match-spark-compression` adds a local DNS run with c shifted until its
 compression is the Spark run's (to compare accuracy at the same compression);
 `--at-compression X` runs only local DNS, with its defaults and shifted to X.
+`--c-rate`, `--conv-c-rate`, `--iter-stop` and `--ramp` set DNS's arguments
+(both models; default: `DNS()`'s own).
 It prints one JSON line per run and a Markdown table (accuracy on the 25 %
 held out, compression = prunable weights / weights kept, gzip size of the
 stripped `.keras` file).
@@ -139,7 +141,7 @@ def local_at_compression(kind, data, epochs, dns_settings, first, target, seed=1
                          "before pruning?); train longer first (--epochs).")
     base = DNS(**dns_settings)
     points = [(0.0, math.log(first["compression"]))]
-    slope = 1.0  # d log(compression) / d c, about, for the MLP's Dense layers
+    slope = 0.25  # d log(compression) / d c, about, with the ramp (MLP: c 7 -> 8, 23x -> 29x)
     best = first
     for _ in range(tries):
         shift, logged = points[-1]
@@ -154,7 +156,7 @@ def local_at_compression(kind, data, epochs, dns_settings, first, target, seed=1
             break  # c too high: every weight pruned
         points.append((shift, math.log(row["compression"])))
         (s0, l0), (s1, l1) = points[-2:]
-        slope = max((l1 - l0) / (s1 - s0), 0.2) if s1 != s0 else slope
+        slope = max((l1 - l0) / (s1 - s0), 0.1) if s1 != s0 else slope
         if abs(math.log(row["compression"] / target)) < abs(math.log(best["compression"] / target)):
             best = row
     return best
@@ -239,14 +241,14 @@ def main():
     parser.add_argument("--models", default="mlp,cnn")
     parser.add_argument("--no-spark", action="store_true")
     parser.add_argument("--seed", type=int, default=1, help="the models' initialisation seed")
-    parser.add_argument("--iter-stop", type=int, help="DNS iter_stop (default: DNS()'s own)")
     parser.add_argument("--pruning-rate", type=float, default=DNS_RATE,
                         help="the learning rate while the masks change")
-    parser.add_argument("--mlp-c-rate", type=float,
-                        help="DNS c_rate of the MLP (default: DNS()'s own)")
-    parser.add_argument("--cnn-c-rate", type=float, default=2.4,
-                        help="DNS c_rate of the CNN's Dense layers")
-    parser.add_argument("--cnn-conv-c-rate", type=float, default=1.2)
+    parser.add_argument("--c-rate", type=float, help="DNS c_rate (default: DNS()'s own)")
+    parser.add_argument("--conv-c-rate", type=float,
+                        help="DNS conv_c_rate (default: DNS()'s own)")
+    parser.add_argument("--iter-stop", type=int, help="DNS iter_stop (default: DNS()'s own)")
+    parser.add_argument("--ramp", type=float,
+                        help="DNS ramp, 0 for the paper's abrupt start (default: DNS()'s own)")
     parser.add_argument("--match-spark-compression", action="store_true",
                         help="also run local DNS with c shifted to the Spark run's compression")
     parser.add_argument("--at-compression", type=float, metavar="X",
@@ -254,25 +256,23 @@ def main():
     args = parser.parse_args()
     DNS_RATE = args.pruning_rate  # read by rates() in every run
     data = digits()
-    settings = {"mlp": {} if args.mlp_c_rate is None else {"c_rate": args.mlp_c_rate},
-                "cnn": {"c_rate": args.cnn_c_rate, "conv_c_rate": args.cnn_conv_c_rate}}
-    if args.iter_stop is not None:
-        settings = {kind: {**value, "iter_stop": args.iter_stop}
-                    for kind, value in settings.items()}
+    chosen = {"c_rate": args.c_rate, "conv_c_rate": args.conv_c_rate,
+              "iter_stop": args.iter_stop, "ramp": args.ramp}
+    settings = {name: value for name, value in chosen.items() if value is not None}
     rows = []
     for kind in args.models.split(","):
         epochs = args.epochs if kind == "mlp" else args.cnn_epochs
         if args.at_compression:
-            first = local_dns(kind, data, epochs, settings[kind], args.seed)[0]
-            rows += [first, local_at_compression(kind, data, epochs, settings[kind], first,
+            first = local_dns(kind, data, epochs, settings, args.seed)[0]
+            rows += [first, local_at_compression(kind, data, epochs, settings, first,
                                                  args.at_compression, args.seed)]
             continue
-        local = local_runs(kind, data, epochs, settings[kind], args.seed)
+        local = local_runs(kind, data, epochs, settings, args.seed)
         rows += local
         if not args.no_spark:
-            rows += spark_run(kind, data, epochs, settings[kind], args.workers, args.seed)
+            rows += spark_run(kind, data, epochs, settings, args.workers, args.seed)
             if args.match_spark_compression:
-                rows.append(local_at_compression(kind, data, epochs, settings[kind], local[1],
+                rows.append(local_at_compression(kind, data, epochs, settings, local[1],
                                                  rows[-1]["compression"], args.seed))
     print(table(rows))
 
